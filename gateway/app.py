@@ -1,0 +1,80 @@
+"""The app factory: everything is built here from settings and hung on `app.state.services`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from gateway.errors import install_error_handlers
+from gateway.keys import OperatorKeyDirectory
+from gateway.routes import health, models, streams, ws
+from gateway.services import Services
+from gateway.settings import Settings
+from gateway.wiring import build_auth, build_catalog, build_providers, build_store
+from providers.router import Router
+from sessions.ledger import LedgerWriter
+from sessions.manager import Limits, SessionManager
+
+log = logging.getLogger("gateway")
+
+
+def build_services(settings: Settings) -> Services:
+    catalog = build_catalog(settings)
+    providers = build_providers(settings)
+    store = build_store(settings)
+    ledger = LedgerWriter(store)
+    operator = {
+        "openai": settings.openai_api_key,
+        "anthropic": settings.anthropic_api_key,
+        "gemini": settings.gemini_api_key,
+    }
+    keys = OperatorKeyDirectory(
+        {p: k.get_secret_value() for p, k in operator.items() if k is not None}, settings.gateway_allow_operator_keys
+    )
+    limits = Limits(
+        max_concurrent_streams=settings.gateway_max_concurrent_streams,
+        starts_per_minute=settings.gateway_starts_per_minute,
+        resume_window_s=settings.gateway_resume_window_s,
+    )
+    sessions = SessionManager(router=Router(providers), catalog=catalog, keys=keys, ledger=ledger, limits=limits)
+    auth = build_auth(settings)
+    return Services(settings, auth, catalog, providers, keys, store, ledger, sessions)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    services = build_services(settings)
+    if settings.is_dev:
+        services.dev_token = services.auth.mint_dev_token()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.store.open()
+        services.ledger.start()
+        try:
+            yield
+        finally:
+            await services.sessions.drain(settings.gateway_drain_deadline_s)
+            await services.ledger.aclose()
+            await services.store.aclose()
+            await asyncio.gather(*(p.aclose() for p in services.providers.values()))
+
+    app = FastAPI(title="Agent gateway", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.services = services
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["authorization", "content-type", "last-event-id", "x-client-id"],
+            expose_headers=["x-stream-id"],
+        )
+    for module in (health, models, streams, ws):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,37 @@
+"""FastAPI dependencies: the services bundle and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
+
+from gateway.auth import AuthError, Principal
+from gateway.services import Services
+
+
+def get_services(conn: HTTPConnection) -> Services:
+    services: Services = conn.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    header = conn.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+async def current_user(request: Request, services: ServicesDep) -> Principal:
+    token = bearer_token(request)
+    if token is None:
+        raise AuthError("missing_token", "send Authorization: Bearer <token>")
+    return await services.auth.verify(token)
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]

@@ -1,0 +1,1 @@
+"""HTTP, SSE and WebSocket routes, one module per resource."""

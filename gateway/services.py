@@ -1,0 +1,28 @@
+"""Everything `create_app` builds, in one typed bundle hung on `app.state.services`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from gateway.auth import Authenticator
+from gateway.keys import OperatorKeyDirectory
+from gateway.settings import Settings
+from gateway.stores.base import Store
+from providers.base import Provider
+from providers.catalog import Catalog
+from sessions.ledger import LedgerWriter
+from sessions.manager import SessionManager
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    auth: Authenticator
+    catalog: Catalog
+    providers: dict[str, Provider]
+    keys: OperatorKeyDirectory
+    store: Store
+    ledger: LedgerWriter
+    sessions: SessionManager
+    dev_token: str | None = None
+    extras: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,106 @@
+"""Server-sent events for one stream session: replay from a cursor, follow live, ping, notice disconnects.
+
+A raw ASGI response (rather than StreamingResponse) so that a disconnect detaches the subscriber, which
+keeps the stream alive for the resume window, instead of cancelling the generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from sessions.log import LogEntry
+from sessions.manager import SessionManager
+from sessions.stream import StreamSession
+
+SSE_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),  # keep proxies from buffering the stream
+]
+
+
+def encode_batch(stream_id: bytes, batch: Sequence[LogEntry]) -> bytes:
+    """All events of a batch in one body chunk: tokens that arrived together are sent together."""
+    parts: list[bytes] = []
+    for e in batch:
+        parts += (
+            b"event: ",
+            e.name.encode(),
+            b"\nid: ",
+            stream_id,
+            b":",
+            str(e.seq).encode(),
+            b"\ndata: ",
+            e.data,
+            b"\n\n",
+        )
+    return b"".join(parts)
+
+
+class EventStreamResponse(Response):
+    def __init__(
+        self,
+        session: StreamSession,
+        manager: SessionManager,
+        *,
+        after_seq: int = 0,
+        ping_s: float = 15.0,
+        extra_headers: Sequence[tuple[bytes, bytes]] = (),
+    ) -> None:
+        self.session = session
+        self.manager = manager
+        self.after_seq = after_seq
+        self.ping_s = ping_s
+        self.raw_headers = [*SSE_HEADERS, *extra_headers]
+        self.status_code = 200
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        loop = asyncio.get_running_loop()
+        last_sent = loop.time()
+        lock = asyncio.Lock()
+        sid = self.session.id.encode()
+
+        async def body(chunk: bytes, more: bool = True) -> None:
+            nonlocal last_sent
+            async with lock:
+                await send({"type": "http.response.body", "body": chunk, "more_body": more})
+            last_sent = loop.time()
+
+        async def forward() -> None:
+            async for batch in self.session.log.follow(self.after_seq):
+                await body(encode_batch(sid, batch))
+
+        async def ping() -> None:
+            while True:
+                await asyncio.sleep(max(0.05, self.ping_s - (loop.time() - last_sent)))
+                if loop.time() - last_sent >= self.ping_s:
+                    await body(b": ping\n\n")
+
+        async def disconnected() -> None:
+            while True:
+                msg: Message = await receive()
+                if msg["type"] == "http.disconnect":
+                    return
+
+        self.manager.attach(self.session)
+        tasks = [asyncio.ensure_future(forward()), asyncio.ensure_future(ping()), asyncio.ensure_future(disconnected())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            completed = tasks[0] in done and tasks[0].exception() is None
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await t
+            self.manager.detach(self.session)
+        if completed:
+            with contextlib.suppress(OSError):
+                await body(b"", more=False)

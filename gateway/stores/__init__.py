@@ -1,0 +1,1 @@
+"""Where the gateway keeps data: one interface, chosen by settings."""

@@ -1,0 +1,47 @@
+"""Builds the parts `create_app` needs from settings: providers, catalog, stores, auth."""
+
+from __future__ import annotations
+
+from gateway.auth import DEV_ISSUER, Authenticator, HS256Verifier, load_dev_key
+from gateway.settings import Settings
+from gateway.stores.base import Store
+from gateway.stores.sqlite import SQLiteStore
+from providers.base import Provider
+from providers.catalog import Catalog
+from providers.mock import MockProvider
+
+
+def build_catalog(settings: Settings) -> Catalog:
+    return Catalog.build(settings.model_entries())
+
+
+def build_providers(settings: Settings) -> dict[str, Provider]:
+    providers: dict[str, Provider] = {}
+    if settings.gateway_mock_enabled:
+        providers["mock"] = MockProvider(settings.gateway_mock_tokens, settings.gateway_mock_delay_ms)
+    return providers
+
+
+def build_store(settings: Settings) -> Store:
+    if settings.gateway_store == "sqlite":
+        return SQLiteStore(settings.gateway_data_dir / "gateway.sqlite3")
+    raise NotImplementedError(f"store {settings.gateway_store!r} is not available in this build")
+
+
+def build_auth(settings: Settings) -> Authenticator:
+    verifiers = []
+    if settings.supabase_jwt_secret is not None:
+        verifiers.append(
+            HS256Verifier(
+                settings.supabase_jwt_secret.get_secret_value(), settings.jwt_issuer, settings.gateway_jwt_audience
+            )
+        )
+    dev = None
+    if settings.is_dev:
+        key = (
+            settings.gateway_dev_signing_key.get_secret_value()
+            if settings.gateway_dev_signing_key is not None
+            else load_dev_key(settings.gateway_data_dir)
+        )
+        dev = HS256Verifier(key, DEV_ISSUER, settings.gateway_jwt_audience)
+    return Authenticator(verifiers, dev)

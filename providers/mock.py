@@ -1,0 +1,141 @@
+"""The built-in `mock` provider: deterministic text at a configurable pace, with scripted faults.
+
+Used for demos, tests and benchmarks. The answer is a fixed word sequence seeded by the prompt,
+so a continuation (prefill or "continue" instruction) resumes the same sequence and a fallback
+from `mock` to `mock-backup` reads as one coherent answer.
+
+Directives in the last user message tune one request, e.g. ``[[mock tokens=40 delay_ms=5
+fail_after=10 fail=server_error only=mock]]``. `only` limits the fault to one upstream model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from providers import errors
+from providers.base import ChatRequest, Credential
+from providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
+
+_TEXT = (
+    "the gateway streams every token from the model to you while it keeps count of cost and falls back "
+    "to another model when one fails so your answer continues where it stopped without losing a word "
+    "of what you already read"
+)
+_WORDS = tuple(_TEXT.split())
+
+_DIRECTIVE = re.compile(r"\[\[mock([^\]]*)\]\]")
+
+_FAULTS: dict[str, type[errors.ProviderError]] = {
+    "server_error": errors.ServerError,
+    "rate_limited": errors.RateLimited,
+    "overloaded": errors.Overloaded,
+    "connection_lost": errors.ConnectionLost,
+    "timeout": errors.UpstreamTimeout,
+    "auth_failed": errors.AuthFailed,
+    "bad_request": errors.BadRequest,
+    "content_refused": errors.ContentRefused,
+    "truncated": errors.Truncated,
+}
+
+
+@dataclass(slots=True)
+class MockScript:
+    tokens: int = 32
+    delay_ms: float = 0.0
+    fail_after: int | None = None
+    fail: str = "server_error"  # a key of _FAULTS, or "stall"
+    only: str | None = None
+    tool: str | None = None  # stream a tool call to this function instead of text
+
+
+def parse_script(request: ChatRequest, default_tokens: int, default_delay_ms: float) -> MockScript:
+    script = MockScript(tokens=default_tokens, delay_ms=default_delay_ms)
+    for msg in reversed(request.messages):
+        if msg.role != "user":
+            continue
+        m = _DIRECTIVE.search(msg.text())
+        if m:
+            for item in m.group(1).split():
+                key, _, value = item.partition("=")
+                if key in ("tokens", "fail_after"):
+                    setattr(script, key, int(value))
+                elif key == "delay_ms":
+                    script.delay_ms = float(value)
+                elif key in ("fail", "only", "tool"):
+                    setattr(script, key, value)
+        break
+    return script
+
+
+def _seed(request: ChatRequest) -> int:
+    first_user = next((m.text() for m in request.messages if m.role == "user"), "")
+    return zlib.crc32(_DIRECTIVE.sub("", first_user).encode()) % len(_WORDS)
+
+
+def mock_word(seed: int, i: int) -> str:
+    return _WORDS[(seed + i * 7) % len(_WORDS)]
+
+
+def _already_written(request: ChatRequest) -> int:
+    """Words of the answer already present as an assistant prefill or a continue turn."""
+    last_assistant = next((m for m in reversed(request.messages) if m.role == "assistant"), None)
+    if last_assistant is None or last_assistant.tool_calls:
+        return 0
+    return len(last_assistant.text().split())
+
+
+class MockProvider:
+    name = "mock"
+
+    def __init__(self, default_tokens: int = 32, default_delay_ms: float = 0.0) -> None:
+        self._default_tokens = default_tokens
+        self._default_delay_ms = default_delay_ms
+
+    async def stream(
+        self, request: ChatRequest, upstream_model: str, credential: Credential
+    ) -> AsyncIterator[ProviderEvent]:
+        script = parse_script(request, self._default_tokens, self._default_delay_ms)
+        fails_here = script.fail_after is not None and script.only in (None, upstream_model)
+        prompt_chars = sum(len(m.text()) for m in request.messages)
+        usage = Usage(input_tokens=max(1, prompt_chars // 4))
+        delay = script.delay_ms / 1000.0
+        if fails_here and script.fail_after == 0 and script.fail != "stall":
+            raise _FAULTS[script.fail](f"mock fault {script.fail}", provider=self.name, model=upstream_model)
+        if script.tool:
+            async for ev in self._tool_call(script, usage, delay):
+                yield ev
+            return
+        seed = _seed(request)
+        start = _already_written(request)
+        # A continuation starts with a space so the joined text reads as one answer.
+        lead = " " if start else ""
+        limit = script.tokens if request.max_tokens is None else min(script.tokens, request.max_tokens)
+        for i in range(start, max(start, limit)):
+            if fails_here and usage.output_tokens == script.fail_after:
+                if script.fail == "stall":
+                    await asyncio.sleep(3600)
+                raise _FAULTS[script.fail](f"mock fault {script.fail}", provider=self.name, model=upstream_model)
+            if delay:
+                await asyncio.sleep(delay)
+            word = mock_word(seed, i)
+            yield TextDelta(lead + word if i == start else " " + word)
+            usage.output_tokens += 1
+        yield Usage(usage.input_tokens, usage.output_tokens)
+        yield Finish("length" if request.max_tokens is not None and request.max_tokens < script.tokens else "stop")
+
+    async def _tool_call(self, script: MockScript, usage: Usage, delay: float) -> AsyncIterator[ProviderEvent]:
+        pieces = ['{"city":', ' "Paris"', "}"]
+        for n, piece in enumerate(pieces):
+            if delay:
+                await asyncio.sleep(delay)
+            yield ToolCallDelta(0, "call_mock1" if n == 0 else None, script.tool if n == 0 else None, piece)
+            usage.output_tokens += 1
+        yield Usage(usage.input_tokens, usage.output_tokens)
+        yield Finish("tool_calls")
+
+    async def aclose(self) -> None:
+        return None

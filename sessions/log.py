@@ -1,0 +1,117 @@
+"""Per-stream event log: a bounded ring of serialized events with strictly increasing `seq`.
+
+Every subscriber (WebSocket forwarder, SSE response, a resumed client) reads from the log with its own
+cursor, so a reconnecting client replays exactly what it missed. Events are serialized once, at append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(slots=True, frozen=True)
+class LogEntry:
+    seq: int
+    name: str
+    data: bytes  # the event as JSON
+
+
+class ResumeTooOld(Exception):
+    """The events after the client's cursor were already dropped from the bounded log."""
+
+    code = "resume_too_old"
+
+
+class EventLog(Protocol):
+    @property
+    def last_seq(self) -> int: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def append(self, name: str, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def check_cursor(self, after_seq: int) -> None:
+        """Raise ResumeTooOld if events after `after_seq` were already dropped."""
+        ...
+
+    def follow(self, after_seq: int = 0) -> AsyncIterator[list[LogEntry]]: ...
+
+
+class MemoryEventLog:
+    """In-process log. Bounded by count and bytes; the oldest events fall off first."""
+
+    __slots__ = ("_bytes", "_closed", "_entries", "_max_bytes", "_max_events", "_next_seq", "_waiter")
+
+    def __init__(self, max_events: int = 10_000, max_bytes: int = 4 * 1024 * 1024) -> None:
+        self._entries: deque[LogEntry] = deque()
+        self._bytes = 0
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._next_seq = 1
+        self._waiter: asyncio.Future[None] | None = None
+        self._closed = False
+
+    @property
+    def last_seq(self) -> int:
+        return self._next_seq - 1
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def append(self, name: str, data: bytes) -> None:
+        self._entries.append(LogEntry(self._next_seq, name, data))
+        self._next_seq += 1
+        self._bytes += len(data)
+        while len(self._entries) > self._max_events or (self._bytes > self._max_bytes and len(self._entries) > 1):
+            self._bytes -= len(self._entries.popleft().data)
+        self._wake()
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    async def check_cursor(self, after_seq: int) -> None:
+        self.since(after_seq)
+
+    def since(self, after_seq: int) -> list[LogEntry]:
+        if after_seq >= self.last_seq:
+            return []
+        first = self._entries[0].seq if self._entries else self._next_seq
+        if after_seq + 1 < first:
+            raise ResumeTooOld(f"events after seq {after_seq} are no longer kept (oldest kept is {first})")
+        start = after_seq + 1 - first
+        return [self._entries[i] for i in range(start, len(self._entries))]
+
+    async def follow(self, after_seq: int = 0) -> AsyncIterator[list[LogEntry]]:
+        """Batches of events after `after_seq`, live, until the log is closed and drained.
+
+        Events appended together arrive as one batch, which lets writers coalesce frames.
+        """
+        cursor = after_seq
+        while True:
+            batch = self.since(cursor)
+            if batch:
+                cursor = batch[-1].seq
+                yield batch
+                continue
+            if self._closed:
+                return
+            if self._waiter is None:
+                self._waiter = asyncio.get_running_loop().create_future()
+            # shield: one subscriber being cancelled must not cancel the shared future of the others
+            await asyncio.shield(self._waiter)

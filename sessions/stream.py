@@ -1,0 +1,264 @@
+"""One client request: runs the router, writes client events to the log, hands the record to the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+import orjson
+
+from providers.base import ChatRequest
+from providers.catalog import ModelSpec
+from providers.events import TextDelta, ToolCallDelta, Usage
+from providers.pricing import cost_usd, estimate_tokens
+from providers.router import (
+    AllModelsFailed,
+    AttemptStarted,
+    FallbackStarted,
+    KeyResolver,
+    MidstreamPolicy,
+    Router,
+    RouterDone,
+    Segment,
+    SegmentEnded,
+)
+from sessions.log import EventLog
+from sessions.ports import LedgerSink, SpendPublisher
+from sessions.records import StreamRecord, StreamStatus
+
+log = logging.getLogger("gateway.stream")
+
+CancelReason = Literal["client", "disconnect", "drain", "budget", "shutdown"]
+
+# How many deltas between running-cost updates (live spend, budget checks): keeps the per-token path free.
+TICK_EVERY = 32
+
+
+def _segment_json(s: Segment) -> dict[str, Any]:
+    return {
+        "segment": s.number,
+        "model": s.model,
+        "provider": s.provider,
+        "status": s.status,
+        "reason": s.reason,
+        "input_tokens": s.usage.input_tokens,
+        "output_tokens": s.usage.output_tokens,
+        "cached_input_tokens": s.usage.cached_input_tokens,
+        "reasoning_tokens": s.usage.reasoning_tokens,
+        "cost_usd": str(s.cost_usd),
+        "estimated": s.estimated,
+        "ttft_ms": None if s.ttft_ms is None else round(s.ttft_ms, 2),
+    }
+
+
+class StreamSession:
+    def __init__(
+        self,
+        *,
+        stream_id: str,
+        user_id: str,
+        client_id: str | None,
+        request: ChatRequest,
+        chain: Sequence[ModelSpec],
+        policy: MidstreamPolicy,
+        router: Router,
+        keys: KeyResolver,
+        log: EventLog,
+        ledger: LedgerSink,
+        spend: SpendPublisher,
+        budget_usd: Decimal | None = None,
+        on_end: Callable[[StreamSession], None] | None = None,
+    ) -> None:
+        self.id = stream_id
+        self.user_id = user_id
+        self.client_id = client_id
+        self.request = request
+        self.chain = list(chain)
+        self.policy = policy
+        self.log = log
+        self.subscribers = 0
+        self.record: StreamRecord | None = None
+        self.cancel_reason: CancelReason | None = None
+        self._router = router
+        self._keys = keys
+        self._ledger = ledger
+        self._spend = spend
+        self._budget_usd = budget_usd
+        self._on_end = on_end
+        self.task: asyncio.Task[None] | None = None
+        self._started_at = datetime.now(UTC)
+        self._ttft_ms: float | None = None
+        self.current_model: ModelSpec = self.chain[0]
+
+    @property
+    def finished(self) -> bool:
+        return self.record is not None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run(), name=f"stream {self.id}")
+
+    async def wait(self) -> None:
+        if self.task is not None:
+            await asyncio.shield(self.task)
+
+    def cancel(self, reason: CancelReason) -> bool:
+        """Stop generating now: the upstream request is closed and the partial output billed."""
+        if self.task is None or self.task.done():
+            return False
+        self.cancel_reason = reason
+        self.task.cancel()
+        return True
+
+    def emit(self, name: str, fields: dict[str, Any]) -> None:
+        self.log.append(
+            name,
+            orjson.dumps(
+                {"type": name, "stream_id": self.id, "id": self.client_id, "seq": self.log.last_seq + 1, **fields}
+            ),
+        )
+
+    async def _run(self) -> None:
+        segments: list[Segment] = []
+        status: StreamStatus = "error"
+        finish: str | None = None
+        error_code: str | None = None
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        deltas = 0
+        seg_chars = 0
+        # Per-token path below: one isinstance chain, one orjson.dumps, one append.
+        sid, cid, append, dumps = self.id, self.client_id, self.log.append, orjson.dumps
+        try:
+            async for ev in self._router.stream(self.request, self.chain, self._keys, self.policy):
+                if isinstance(ev, TextDelta):
+                    seq = self.log.last_seq + 1
+                    append("delta", dumps({"type": "delta", "stream_id": sid, "id": cid, "seq": seq, "text": ev.text}))
+                    if self._ttft_ms is None:
+                        self._ttft_ms = (loop.time() - t0) * 1000
+                    deltas += 1
+                    seg_chars += len(ev.text)
+                    if deltas % TICK_EVERY == 0:
+                        self._tick(segments, seg_chars)
+                elif isinstance(ev, ToolCallDelta):
+                    if self._ttft_ms is None:
+                        self._ttft_ms = (loop.time() - t0) * 1000
+                    self.emit(
+                        "tool_call.delta",
+                        {"index": ev.index, "call_id": ev.id, "name": ev.name, "arguments": ev.arguments},
+                    )
+                elif isinstance(ev, AttemptStarted):
+                    self.current_model = ev.model
+                    seg_chars = 0
+                    if ev.segment == 1:
+                        self.emit("stream.started", {"model": ev.model.id, "provider": ev.model.provider})
+                elif isinstance(ev, FallbackStarted):
+                    self.emit(
+                        "fallback",
+                        {
+                            "from_model": ev.from_model,
+                            "to_model": ev.to_model,
+                            "reason": ev.reason,
+                            "chars_so_far": ev.chars_so_far,
+                            "mode": ev.mode,
+                        },
+                    )
+                elif isinstance(ev, SegmentEnded):
+                    segments.append(ev.segment)
+                    self.emit("usage", _segment_json(ev.segment))
+                elif isinstance(ev, RouterDone):
+                    status, finish = "done", ev.finish_reason
+            if status == "done":
+                self._emit_done(segments, finish)
+        except AllModelsFailed as exc:
+            error_code = exc.code
+            self.emit(
+                "error",
+                {
+                    "code": error_code,
+                    "message": f"every model failed: {exc}",
+                    "retryable": error_code == "all_models_failed",
+                    "attempts": [{"model": s.model, "reason": s.reason} for s in exc.segments],
+                },
+            )
+        except asyncio.CancelledError:
+            status = "budget_exceeded" if self.cancel_reason == "budget" else "cancelled"
+            if self.cancel_reason == "budget":
+                error_code = "budget_exceeded"
+                self.emit(
+                    "error", {"code": "budget_exceeded", "message": "your spend cap was reached", "retryable": False}
+                )
+            else:
+                finish = "cancelled"
+                self._emit_done(segments, finish)
+            if self.cancel_reason is None:  # cancelled by the loop itself (shutdown): keep propagating
+                self._finish(status, finish, error_code, segments)
+                raise
+        finally:
+            if self.record is None:
+                self._finish(status, finish, error_code, segments)
+
+    def _emit_done(self, segments: list[Segment], finish: str | None) -> None:
+        total = sum((s.cost_usd for s in segments), Decimal(0))
+        self.emit(
+            "done",
+            {
+                "finish_reason": finish,
+                "usage": {
+                    "input_tokens": sum(s.usage.input_tokens for s in segments),
+                    "output_tokens": sum(s.usage.output_tokens for s in segments),
+                    "estimated": any(s.estimated for s in segments),
+                },
+                "cost_usd": str(total),
+                "segments": [_segment_json(s) for s in segments],
+            },
+        )
+
+    def _tick(self, segments: list[Segment], seg_chars: int) -> None:
+        """Running cost while streaming: settled segments plus an estimate for the live one."""
+        live = cost_usd(self.current_model, Usage(output_tokens=estimate_tokens("x" * seg_chars)))
+        running = sum((s.cost_usd for s in segments), Decimal(0)) + live
+        out = sum(s.usage.output_tokens for s in segments) + (seg_chars + 3) // 4
+        self._spend.running(self.user_id, self.id, self.current_model.id, running, out)
+        if self._budget_usd is not None and running >= self._budget_usd:
+            self.cancel("budget")
+
+    def _finish(
+        self, status: StreamStatus, finish: str | None, error_code: str | None, segments: list[Segment]
+    ) -> None:
+        self.record = StreamRecord(
+            stream_id=self.id,
+            user_id=self.user_id,
+            client_id=self.client_id,
+            requested_model=self.chain[0].id,
+            status=status,
+            finish_reason=finish,
+            error_code=error_code,
+            started_at=self._started_at,
+            ended_at=datetime.now(UTC),
+            segments=segments,
+            ttft_ms=self._ttft_ms,
+        )
+        self.log.close()
+        self._ledger.submit(self.record)
+        self._spend.finished(self.record)
+        rec = self.record
+        log.info(
+            "stream end",
+            extra={
+                "stream_id": self.id,
+                "user_id": self.user_id,
+                "model": rec.requested_model,
+                "models_tried": rec.models_tried,
+                "status": status,
+                "input_tokens": rec.input_tokens,
+                "output_tokens": rec.output_tokens,
+                "cost_usd": str(rec.cost_usd),
+                "duration_ms": round(rec.duration_ms, 1),
+            },
+        )
+        if self._on_end is not None:
+            self._on_end(self)

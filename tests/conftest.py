@@ -1,0 +1,78 @@
+"""Shared fixtures: settings on a temp data dir, a live gateway, and the real services."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from tests.support.server import serve
+
+REQUIRE_SERVICES = os.environ.get("GATEWAY_REQUIRE_SERVICES") == "1"
+
+# Tests must not pick up a developer's .env or provider keys.
+for _var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "REDIS_URL", "DATABASE_URL"):
+    os.environ.pop(_var, None)
+
+
+def make_settings(tmp: Path, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "gateway_env": "development",
+        "gateway_data_dir": tmp,
+        "gateway_mock_delay_ms": 0.0,
+        "gateway_dev_signing_key": "test-dev-signing-key-0123456789abcdef0123456789",
+    }
+    base.update(overrides)
+    return Settings(_env_file=None, **base)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path) -> Callable[..., Settings]:
+    return lambda **kw: make_settings(tmp_path, **kw)
+
+
+class Live:
+    def __init__(self, url: str, app: Any) -> None:
+        self.url = url
+        self.ws_url = url.replace("http://", "ws://")
+        self.app = app
+        self.services = app.state.services
+        self.token: str = self.services.dev_token
+
+    def headers(self, token: str | None = None) -> dict[str, str]:
+        return {"authorization": f"Bearer {token or self.token}"}
+
+
+@pytest.fixture
+async def live_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """Start real gateways on loopback ports; all are stopped at the end of the test."""
+    from contextlib import AsyncExitStack
+
+    async with AsyncExitStack() as stack:
+
+        async def start(**overrides: Any) -> Live:
+            n = len(list(tmp_path.glob("gw*")))
+            data = tmp_path / f"gw{n}"
+            app = create_app(make_settings(data, **overrides))
+            url = await stack.enter_async_context(serve(app))
+            return Live(url, app)
+
+        yield start
+
+
+@pytest.fixture
+async def live(live_factory: Callable[..., Any]) -> Live:
+    result: Live = await live_factory()
+    return result
+
+
+def service_unavailable(what: str) -> None:
+    """Skip locally when a service is missing; fail in CI, where it must be there."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is required (GATEWAY_REQUIRE_SERVICES=1) but not reachable")
+    pytest.skip(f"{what} not reachable")
