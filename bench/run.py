@@ -1,0 +1,378 @@
+"""One command for the whole benchmark: upstream emulator, gateway and load generator as separate processes.
+
+    python -m bench.run              # full run, medians of 3, prints a markdown table
+    python -m bench.run --quick      # smoke run (CI): small counts, one run, checks every path works
+
+Figures: tokens/s, TTFT p50/p99 (direct vs through the gateway), the gateway's CPU time per streamed token
+(utime+stime from /proc/<pid>/stat), and its RSS (VmRSS from /proc/<pid>/status).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PATHS = {"openai": "gateway-openai", "sse": "gateway-sse", "ws": "gateway-ws"}
+BENCH_MODELS = [
+    {
+        "id": "bench",
+        "provider": "openai",
+        "upstream": "bench",
+        "fallbacks": ["bench-b"],
+        "supports_prefill": False,
+        "price": {"input": 1, "output": 2},
+    },
+    {"id": "bench-b", "provider": "openai", "upstream": "bench-b", "price": {"input": 1, "output": 2}},
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def raise_nofile() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+
+def wait_http(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@dataclass
+class Procs:
+    upstream_url: str
+    gateway_url: str
+    gateway_pid: int
+    token: str
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+
+@contextmanager
+def processes(log_dir: Path) -> Iterator[Procs]:
+    up_port, gw_port = free_port(), free_port()
+    up = subprocess.Popen(
+        [sys.executable, "-m", "bench.upstream", "--port", str(up_port)],
+        cwd=ROOT,
+        stdout=(log_dir / "upstream.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        preexec_fn=raise_nofile,
+    )
+    data_dir = Path(tempfile.mkdtemp(prefix="gw-bench-"))
+    env = {
+        **os.environ,
+        "GATEWAY_ENV": "development",
+        "GATEWAY_DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "WARNING",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{up_port}/v1",
+        "OPENAI_API_KEY": "bench-key",
+        "GATEWAY_ALLOW_OPERATOR_KEYS": "true",
+        "GATEWAY_MODELS": json.dumps(BENCH_MODELS),
+        "GATEWAY_MAX_CONCURRENT_STREAMS": "100000",
+        "GATEWAY_STARTS_PER_MINUTE": "100000000",
+        "GATEWAY_WS_MESSAGES_PER_SECOND": "100000",
+        "GATEWAY_RESUME_WINDOW_S": "0",
+    }
+    gw = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "--port", str(gw_port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=(log_dir / "gateway.log").open("wb"),
+        preexec_fn=raise_nofile,
+    )
+    procs = Procs(f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{gw_port}", gw.pid, "", [up, gw])
+    try:
+        assert gw.stdout is not None
+        lines = [gw.stdout.readline().decode().strip() for _ in range(3)]
+        procs.token = lines[2]
+        threading.Thread(target=gw.stdout.read, daemon=True).start()  # keep the pipe drained
+        wait_http(procs.gateway_url + "/healthz")
+        wait_http(procs.upstream_url + "/stats")
+        yield procs
+    finally:
+        for p in procs.children:
+            p.send_signal(signal.SIGTERM)
+        for p in procs.children:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def loadgen(*args: str, timeout: float = 300) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.loadgen", *args],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=timeout,
+        check=True,
+        preexec_fn=raise_nofile,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    return result
+
+
+@dataclass
+class Setting:
+    name: str
+    title: str
+    streams: int
+    concurrency: int
+    tokens: int
+    delay_ms: float
+
+
+def measure(procs: Procs, path: str, s: Setting, extra: str = "", fallbacks: str = "") -> dict[str, Any]:
+    """One load run; for gateway paths, the gateway's CPU and peak RSS during it."""
+    direct = path == "direct"
+    url = procs.upstream_url if direct else procs.gateway_url
+    mode = "direct" if direct else PATHS[path]
+    args = [
+        "--mode",
+        mode,
+        "--url",
+        url,
+        "--token",
+        procs.token,
+        "--streams",
+        str(s.streams),
+        "--concurrency",
+        str(s.concurrency),
+        "--tokens",
+        str(s.tokens),
+        "--delay-ms",
+        str(s.delay_ms),
+        "--extra",
+        extra,
+        "--fallbacks",
+        fallbacks,
+    ]
+    peak = [rss_mb(procs.gateway_pid)]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.1):
+            peak.append(rss_mb(procs.gateway_pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    cpu0 = cpu_seconds(procs.gateway_pid)
+    result = loadgen(*args)
+    cpu1 = cpu_seconds(procs.gateway_pid)
+    stop.set()
+    sampler.join()
+    if not direct:
+        tokens = max(1, result["tokens"])
+        result["cpu_us_per_token"] = round((cpu1 - cpu0) * 1e6 / tokens, 2)
+        result["rss_peak_mb"] = round(max(peak), 1)
+    return result
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    keys = [k for k in runs[0] if isinstance(runs[0][k], int | float)]
+    return {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
+
+
+def idle_connections(procs: Procs, count: int) -> dict[str, Any]:
+    before = rss_mb(procs.gateway_pid)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bench.loadgen",
+            "--mode",
+            "idle-ws",
+            "--url",
+            procs.gateway_url,
+            "--token",
+            procs.token,
+            "--streams",
+            str(count),
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        preexec_fn=raise_nofile,
+    )
+    assert p.stdout is not None and p.stdin is not None
+    opened = json.loads(p.stdout.readline())
+    time.sleep(1.0)
+    after = rss_mb(procs.gateway_pid)
+    p.stdin.close()
+    p.wait(60)
+    per_conn_kb = (after - before) * 1024 / max(1, opened["open"])
+    return {
+        "open": opened["open"],
+        "failed": opened["failed"],
+        "rss_before_mb": round(before, 1),
+        "rss_after_mb": round(after, 1),
+        "kb_per_connection": round(per_conn_kb, 2),
+    }
+
+
+def failover(procs: Procs, path: str, runs: int) -> dict[str, Any]:
+    """Upstream-observed gap between dropping the first model's connection and the continuation request."""
+    s = Setting("e", "failover", runs, 1, 64, 0.0)
+    stats0 = httpx.get(procs.upstream_url + "/stats").json()
+    result = measure(procs, path, s, extra=" fail_after=32 only=bench", fallbacks="bench-b")
+    stats = httpx.get(procs.upstream_url + "/stats").json()
+    drops = stats["drops"][len(stats0["drops"]) :]
+    arrivals = stats["arrivals"][len(stats0["arrivals"]) :]
+    gaps = []
+    for d in drops:
+        nxt = [a for a in arrivals if a > d]
+        if nxt:
+            gaps.append((min(nxt) - d) / 1e6)
+    result["failover_gap_p50_ms"] = round(statistics.median(gaps), 3) if gaps else None
+    result["failover_gap_max_ms"] = round(max(gaps), 3) if gaps else None
+    result["tokens_expected"] = runs * 64
+    return result
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
+    settings = [
+        Setting("a", "1 stream at a time, 256 tokens, no delay", 20 if quick else 200, 1, 256, 0.0),
+        Setting("b", "50 concurrent, 256 tokens, no delay", 50 if quick else 1000, 50, 256, 0.0),
+        Setting(
+            "c",
+            "200 concurrent, 256 tokens 20 ms apart",
+            20 if quick else 200,
+            20 if quick else 200,
+            16 if quick else 256,
+            20.0,
+        ),
+    ]
+    wanted = set(args.settings.split(","))
+    paths = [p for p in args.paths.split(",") if p]
+    report: dict[str, Any] = {"runs": args.runs, "quick": quick, "results": {}}
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-logs-"))
+    with processes(log_dir) as procs:
+        # Warm up connection pools and code paths once.
+        for path in ["direct", *paths]:
+            measure(procs, path, Setting("w", "warm", 5, 5, 16, 0.0))
+        for s in settings:
+            if s.name not in wanted:
+                continue
+            row: dict[str, Any] = {"title": s.title}
+            for path in ["direct", *paths]:
+                row[path] = median_of([measure(procs, path, s) for _ in range(args.runs)])
+            report["results"][s.name] = row
+            print(f"setting {s.name} done", file=sys.stderr, flush=True)
+        if "d" in wanted:
+            count = 200 if quick else args.idle
+            report["results"]["d"] = {
+                "title": f"{count} idle authenticated WebSockets",
+                "ws": median_of([idle_connections(procs, count) for _ in range(args.runs)]),
+            }
+        if "e" in wanted:
+            report["results"]["e"] = {
+                "title": "mid-stream failover",
+                **{p: median_of([failover(procs, p, 5 if quick else 20) for _ in range(args.runs)]) for p in paths},
+            }
+    return report
+
+
+def table(report: dict[str, Any]) -> str:
+    out = [
+        "| setting | path | tokens/s | vs direct | TTFT p50 ms | TTFT p99 ms | +TTFT p50 ms | CPU µs/token "
+        "| peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("a", "b", "c"):
+        row = report["results"].get(name)
+        if not row:
+            continue
+        d = row["direct"]
+        for path, r in row.items():
+            if path == "title":
+                continue
+            ratio = f"{r['tokens_per_s'] / d['tokens_per_s'] * 100:.1f}%" if d["tokens_per_s"] else "-"
+            extra = f"{r['ttft_p50_ms'] - d['ttft_p50_ms']:+.2f}" if path != "direct" else ""
+            out.append(
+                f"| ({name}) | {path} | {r['tokens_per_s']:.0f} | {ratio} | {r['ttft_p50_ms']:.2f} "
+                f"| {r['ttft_p99_ms']:.2f} "
+                f"| {extra} | {r.get('cpu_us_per_token', '')} | {r.get('rss_peak_mb', '')} |"
+            )
+    d = report["results"].get("d")
+    if d:
+        w = d["ws"]
+        out.append(
+            f"\n(d) {d['title']}: {w['open']:.0f} open, {w['kb_per_connection']} KB per connection "
+            f"(RSS {w['rss_before_mb']} -> {w['rss_after_mb']} MB)"
+        )
+    e = report["results"].get("e")
+    if e:
+        for path, r in e.items():
+            if path == "title":
+                continue
+            out.append(
+                f"(e) failover via {path}: drop -> continuation request p50 {r['failover_gap_p50_ms']} ms, "
+                f"max {r['failover_gap_max_ms']} ms; tokens {r['tokens']:.0f}/{r['tokens_expected']:.0f}"
+            )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="smoke mode for CI: small counts, one run")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--settings", default="a,b,c,d,e")
+    p.add_argument("--paths", default="openai,sse,ws")
+    p.add_argument("--idle", type=int, default=10_000, help="idle WebSockets for setting (d)")
+    p.add_argument("--json", type=Path, help="also write the raw figures here")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.runs = 1
+    report = run(args)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2))
+    print(table(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
