@@ -14,8 +14,8 @@ log = logging.getLogger("gateway.ledger")
 
 
 class UsageStore(Protocol):
-    async def write_streams(self, records: Sequence[StreamRecord]) -> None:
-        """Idempotent: writing the same stream twice must leave one row."""
+    async def write_streams(self, records: Sequence[StreamRecord]) -> int:
+        """Idempotent: writing the same stream twice must leave one row. Returns how many were new."""
         ...
 
 
