@@ -1,0 +1,89 @@
+"""Stream logs mirrored to the real Redis: a reader elsewhere sees exactly the events, in order, then the end."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.cluster.redis_log import LogKeys, RedisLogMirror, RemoteLog
+from sessions.log import ResumeTooOld
+from tests.conftest import service_unavailable
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    client = Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        await client.ping()
+    except (RedisError, OSError):
+        service_unavailable("Redis")
+    prefix = f"gwtest-{secrets.token_hex(4)}"
+    client.test_prefix = prefix  # type: ignore[attr-defined]
+    yield client
+    keys = [k async for k in client.scan_iter(f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def test_remote_reader_gets_every_event_then_end(redis: Redis) -> None:
+    keys = LogKeys(redis.test_prefix)  # type: ignore[attr-defined]
+    mirror = RedisLogMirror(redis, keys, instance_id="a", max_events=10_000, ttl_s=60, flush_interval_s=0.005)
+    mirror.start()
+    local = mirror.log_for("st_1", "user-1", 10_000, 1 << 20)
+    for i in range(50):
+        local.append("delta", b'{"text":"%d"}' % i)
+    remote = RemoteLog(redis, keys, "st_1", block_ms=200)
+
+    async def read(after: int) -> list[int]:
+        seqs: list[int] = []
+        async for batch in remote.follow(after):
+            seqs += [e.seq for e in batch]
+        return seqs
+
+    reader = asyncio.create_task(read(10))
+    await asyncio.sleep(0.05)
+    for i in range(50, 80):
+        local.append("delta", b'{"text":"%d"}' % i)
+    local.close()
+    seqs = await asyncio.wait_for(reader, 5)
+    assert seqs == list(range(11, 81))
+    assert await redis.hget(keys.meta("st_1"), "user") == b"user-1"
+    assert 0 < await redis.ttl(keys.log("st_1")) <= 60
+    await mirror.aclose()
+
+
+async def test_trimmed_log_refuses_an_old_cursor(redis: Redis) -> None:
+    keys = LogKeys(redis.test_prefix)  # type: ignore[attr-defined]
+    mirror = RedisLogMirror(redis, keys, instance_id="a", max_events=10, ttl_s=60)
+    log = mirror.log_for("st_2", "u", 10_000, 1 << 20)
+    for i in range(500):
+        log.append("delta", b"%d" % i)
+    await mirror.flush()
+    remote = RemoteLog(redis, keys, "st_2")
+    with pytest.raises(ResumeTooOld):
+        await remote.check_cursor(1)
+    await remote.check_cursor(499)
+    await mirror.aclose()
+
+
+async def test_redis_down_keeps_local_streams_going() -> None:
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    mirror = RedisLogMirror(dead, LogKeys("x"), instance_id="a", max_events=100, ttl_s=60, flush_interval_s=0.001)
+    mirror.start()
+    log = mirror.log_for("st_3", "u", 100, 1 << 20)
+    for i in range(20):
+        log.append("delta", b"%d" % i)
+        await asyncio.sleep(0.002)
+    log.close()
+    seen = [e.seq async for batch in log.follow(0) for e in batch]
+    assert seen == list(range(1, 21))
+    await asyncio.sleep(0.3)
+    assert mirror.healthy is False
+    await mirror.aclose()
+    await dead.aclose()
