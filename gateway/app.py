@@ -10,9 +10,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from gateway.bus import build_bus
 from gateway.errors import install_error_handlers
 from gateway.keys import OperatorKeyDirectory
-from gateway.routes import health, models, streams, ws
+from gateway.routes import health, models, streams, usage, ws
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.wiring import build_auth, build_catalog, build_providers, build_store
@@ -41,9 +42,13 @@ def build_services(settings: Settings) -> Services:
         starts_per_minute=settings.gateway_starts_per_minute,
         resume_window_s=settings.gateway_resume_window_s,
     )
-    sessions = SessionManager(router=Router(providers), catalog=catalog, keys=keys, ledger=ledger, limits=limits)
+    redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
+    spend = build_bus(redis_url, settings.gateway_redis_prefix)
+    sessions = SessionManager(
+        router=Router(providers), catalog=catalog, keys=keys, ledger=ledger, spend=spend, limits=limits
+    )
     auth = build_auth(settings)
-    return Services(settings, auth, catalog, providers, keys, store, ledger, sessions)
+    return Services(settings, auth, catalog, providers, keys, store, ledger, sessions, spend=spend)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -55,10 +60,12 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await services.store.open()
         services.ledger.start()
+        await services.spend.start()
         try:
             yield
         finally:
             await services.sessions.drain(settings.gateway_drain_deadline_s)
+            await services.spend.aclose()
             await services.ledger.aclose()
             await services.store.aclose()
             await asyncio.gather(*(p.aclose() for p in services.providers.values()))
@@ -75,6 +82,6 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["authorization", "content-type", "last-event-id", "x-client-id"],
             expose_headers=["x-stream-id"],
         )
-    for module in (health, models, streams, ws):
+    for module in (health, models, streams, ws, usage):
         app.include_router(module.router)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.auth import Authenticator
+from gateway.bus import SpendBus
 from gateway.keys import OperatorKeyDirectory
 from gateway.settings import Settings
 from gateway.stores.base import Store
@@ -24,5 +25,6 @@ class Services:
     store: Store
     ledger: LedgerWriter
     sessions: SessionManager
+    spend: SpendBus
     dev_token: str | None = None
     extras: dict[str, object] = field(default_factory=dict)

@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     supabase_service_role_key: SecretStr | None = None
     gateway_encryption_keys: SecretStr | None = None  # "kid1:base64key,kid2:base64key"; the last one encrypts
     redis_url: SecretStr | None = None
+    gateway_redis_prefix: str = "gateway"  # key and channel prefix, so several deployments can share one Redis
 
     # -- providers --------------------------------------------------------------
     gateway_allow_operator_keys: bool = False

@@ -1,0 +1,256 @@
+"""Spend: `GET /v1/usage` (aggregates over a date range), `GET /v1/usage/streams` (the most recent streams
+with their segments) and `GET /v1/usage/stream` (live spend as server-sent events).
+
+A user sees only their own spend. A service-role caller may pass `user_id` (or `user_id=*` for everyone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from starlette.responses import JSONResponse, Response
+from starlette.types import Message, Receive, Scope, Send
+
+from gateway.auth import Principal
+from gateway.bus import ALL, SpendBus
+from gateway.deps import CurrentUser, ServicesDep
+from gateway.errors import error_response
+from gateway.services import Services
+from gateway.stores.base import StreamRow, UsageTotals
+
+router = APIRouter(tags=["usage"])
+
+MAX_RANGE_DAYS = 366
+DEFAULT_RANGE_DAYS = 30
+
+
+class Forbidden(Exception):
+    pass
+
+
+def target_user(user: Principal, requested: str | None) -> str | None:
+    """Whose spend the caller may read: their own; anyone's (None = all users) for the service role."""
+    if requested is None or requested == user.user_id:
+        return user.user_id
+    if not user.is_service:
+        raise Forbidden("only a service-role caller can read another user's usage")
+    return None if requested in (ALL, "all") else requested
+
+
+def totals_json(t: UsageTotals) -> dict[str, Any]:
+    return {
+        "streams": t.streams,
+        "segments": t.segments,
+        "input_tokens": t.input_tokens,
+        "output_tokens": t.output_tokens,
+        "cached_input_tokens": t.cached_input_tokens,
+        "reasoning_tokens": t.reasoning_tokens,
+        "cost_usd": str(t.cost_usd),
+    }
+
+
+def _ts(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def stream_row_json(r: StreamRow) -> dict[str, Any]:
+    return {
+        "stream_id": r.stream_id,
+        "user_id": r.user_id,
+        "requested_model": r.requested_model,
+        "status": r.status,
+        "finish_reason": r.finish_reason,
+        "error_code": r.error_code,
+        "input_tokens": r.input_tokens,
+        "output_tokens": r.output_tokens,
+        "cost_usd": str(r.cost_usd),
+        "estimated": r.estimated,
+        "fallbacks": max(0, len(r.segments) - 1),
+        "started_at": _ts(r.started_at),
+        "ended_at": _ts(r.ended_at),
+        "duration_ms": round(r.duration_ms, 1),
+        "ttft_ms": None if r.ttft_ms is None else round(r.ttft_ms, 2),
+        "segments": [
+            {
+                "segment": s.segment,
+                "model": s.model,
+                "provider": s.provider,
+                "status": s.status,
+                "reason": s.reason,
+                "input_tokens": s.input_tokens,
+                "output_tokens": s.output_tokens,
+                "cost_usd": str(s.cost_usd),
+                "estimated": s.estimated,
+                "ttft_ms": None if s.ttft_ms is None else round(s.ttft_ms, 2),
+            }
+            for s in r.segments
+        ],
+    }
+
+
+async def budget_json(services: Services, user_id: str, now: datetime) -> dict[str, Any] | None:
+    """Caps, settled spend today and this month (UTC), and what is left under the tighter cap."""
+    budget = await services.store.budget(user_id)
+    day_start = datetime.combine(now.date(), time(), UTC)
+    month_start = day_start.replace(day=1)
+    spend = await services.store.user_spend(user_id, day_start, month_start)
+    daily = budget.daily_usd if budget is not None else None
+    monthly = budget.monthly_usd if budget is not None else None
+    left = [cap - spent for cap, spent in ((daily, spend.today_usd), (monthly, spend.month_usd)) if cap is not None]
+    remaining = max(Decimal(0), min(left)) if left else None
+    return {
+        "daily_usd": None if daily is None else str(daily),
+        "monthly_usd": None if monthly is None else str(monthly),
+        "spent_today_usd": str(spend.today_usd),
+        "spent_month_usd": str(spend.month_usd),
+        "remaining_usd": None if remaining is None else str(remaining),
+    }
+
+
+@router.get("/v1/usage", response_model=None)
+async def usage(
+    user: CurrentUser,
+    services: ServicesDep,
+    start: Annotated[date | None, Query(alias="from")] = None,
+    end: Annotated[date | None, Query(alias="to")] = None,
+    user_id: str | None = None,
+) -> dict[str, Any] | JSONResponse:
+    """Spend by day, model and provider over `[from, to]` (UTC days, both included; the last 30 by default)."""
+    try:
+        who = target_user(user, user_id)
+    except Forbidden as exc:
+        return error_response(403, "forbidden", str(exc))
+    now = datetime.now(UTC)
+    end = end or now.date()
+    start = start or end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    if start > end:
+        return error_response(422, "invalid_request", "'from' is after 'to'")
+    if (end - start).days >= MAX_RANGE_DAYS:
+        return error_response(422, "invalid_request", f"a range covers at most {MAX_RANGE_DAYS} days")
+    since = datetime.combine(start, time(), UTC)
+    until = datetime.combine(end + timedelta(days=1), time(), UTC)
+    summary = await services.store.usage_summary(who, since, until)
+    days = {d.day: d.totals for d in summary.by_day}
+    by_day = []
+    day = start
+    while day <= end:  # every day of the range, zeros included, so charts need no gap filling
+        by_day.append({"day": day.isoformat(), **totals_json(days.get(day, UsageTotals()))})
+        day += timedelta(days=1)
+    return {
+        "user_id": who,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "totals": totals_json(summary.totals),
+        "by_day": by_day,
+        "by_model": [{"model": m.model, "provider": m.provider, **totals_json(m.totals)} for m in summary.by_model],
+        "by_provider": [{"provider": p.provider, **totals_json(p.totals)} for p in summary.by_provider],
+        "budget": await budget_json(services, who, now) if who is not None else None,
+    }
+
+
+@router.get("/v1/usage/streams", response_model=None)
+async def recent_streams(
+    user: CurrentUser,
+    services: ServicesDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    user_id: str | None = None,
+) -> dict[str, Any] | JSONResponse:
+    """The most recent finished streams, newest first, each with its segments (fallbacks visible)."""
+    try:
+        who = target_user(user, user_id)
+    except Forbidden as exc:
+        return error_response(403, "forbidden", str(exc))
+    rows = await services.store.recent_streams(who, limit)
+    return {"user_id": who, "data": [stream_row_json(r) for r in rows]}
+
+
+def event_name(data: bytes) -> bytes:
+    # Bus events are serialized with "type" first, so the name is read without parsing the JSON.
+    if data.startswith(b'{"type":"'):
+        end = data.find(b'"', 9)
+        if end > 9:
+            return data[9:end]
+    return b"message"
+
+
+class SpendStreamResponse(Response):
+    """Server-sent events from the spend bus for one subscriber, with heartbeat comments."""
+
+    def __init__(self, bus: SpendBus, key: str, *, ping_s: float) -> None:
+        self.bus = bus
+        self.key = key
+        self.ping_s = ping_s
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache, no-transform"),
+            (b"x-accel-buffering", b"no"),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        loop = asyncio.get_running_loop()
+        lock = asyncio.Lock()
+        last_sent = loop.time()
+
+        async def body(chunk: bytes) -> None:
+            nonlocal last_sent
+            async with lock:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            last_sent = loop.time()
+
+        # Subscribed before the headers go out: a client holding the response misses nothing after it.
+        async with self.bus.subscribe(self.key) as sub:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            await body(b"retry: 3000\n: subscribed\n\n")
+
+            async def forward() -> None:
+                while True:
+                    first = await sub.get()
+                    if first is None:
+                        return
+                    parts: list[bytes] = []
+                    for data in (first, *sub.get_batch()):
+                        parts += (b"event: ", event_name(data), b"\ndata: ", data, b"\n\n")
+                    await body(b"".join(parts))
+
+            async def ping() -> None:
+                while True:
+                    await asyncio.sleep(max(0.05, self.ping_s - (loop.time() - last_sent)))
+                    if loop.time() - last_sent >= self.ping_s:
+                        await body(b": ping\n\n")
+
+            async def disconnected() -> None:
+                while True:
+                    msg: Message = await receive()
+                    if msg["type"] == "http.disconnect":
+                        return
+
+            tasks = [asyncio.ensure_future(t()) for t in (forward, ping, disconnected)]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                for t in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, OSError):
+                        await t
+        with contextlib.suppress(OSError):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+@router.get("/v1/usage/stream", response_model=None)
+async def usage_stream(
+    user: CurrentUser, services: ServicesDep, user_id: str | None = None
+) -> SpendStreamResponse | JSONResponse:
+    """Live spend: `spend.tick` while a stream runs (estimated), `spend.stream` when it ends (settled)."""
+    try:
+        who = target_user(user, user_id)
+    except Forbidden as exc:
+        return error_response(403, "forbidden", str(exc))
+    return SpendStreamResponse(services.spend, who or ALL, ping_s=services.settings.gateway_sse_ping_s)
