@@ -1,0 +1,140 @@
+"""Per-user stream limits shared by every instance through Redis.
+
+Running streams are leases in a sorted set scored by their expiry; the owning instance refreshes its
+leases while the streams run, so a crashed instance's streams stop counting after the lease time.
+Starts a minute are a sorted set of start times. Both checks and the admission are one Lua call.
+When Redis is unreachable, the in-process limiter takes over (with a warning) and streams carry on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from sessions.limits import LimitExceeded, MemoryUserLimiter
+
+log = logging.getLogger("gateway.cluster")
+
+LEASE_S = 30.0
+REFRESH_S = 10.0
+
+_ADMIT = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return {1, 0} end
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return {2, tostring(oldest[2])}
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[5]), ARGV[2])
+redis.call('ZADD', KEYS[2], now, ARGV[2])
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[5])) + 5)
+redis.call('EXPIRE', KEYS[2], 65)
+return {0, 0}
+"""
+
+
+class RedisUserLimiter:
+    def __init__(self, redis: Redis, prefix: str, max_concurrent: int, starts_per_minute: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.max_concurrent = max_concurrent
+        self.starts_per_minute = starts_per_minute
+        self.fallback = MemoryUserLimiter(max_concurrent, starts_per_minute)
+        self._admit: Any = redis.register_script(_ADMIT)
+        self._leases: dict[str, list[str]] = {}
+        self._local_only: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+        self.healthy = True
+
+    def _running_key(self, user_id: str) -> str:
+        return f"{self.prefix}:running:{user_id}"
+
+    def _starts_key(self, user_id: str) -> str:
+        return f"{self.prefix}:starts:{user_id}"
+
+    def start(self) -> None:
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="lease refresher")
+
+    async def aclose(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def admit(self, user_id: str) -> None:
+        lease = secrets.token_hex(8)
+        try:
+            code, oldest = await self._admit(
+                keys=[self._running_key(user_id), self._starts_key(user_id)],
+                args=[time.time(), lease, self.max_concurrent, self.starts_per_minute, LEASE_S],
+            )
+        except (RedisError, OSError) as exc:
+            self._degrade(exc)
+            await self.fallback.admit(user_id)
+            self._local_only[user_id] = self._local_only.get(user_id, 0) + 1
+            return
+        self._recover()
+        if int(code) == 1:
+            raise LimitExceeded("too_many_streams", f"at most {self.max_concurrent} concurrent streams")
+        if int(code) == 2:
+            retry = max(0.0, float(oldest) + 60 - time.time())
+            raise LimitExceeded("rate_limited", f"at most {self.starts_per_minute} streams a minute", retry)
+        self._leases.setdefault(user_id, []).append(lease)
+
+    def release(self, user_id: str) -> None:
+        if self._local_only.get(user_id):
+            self._local_only[user_id] -= 1
+            self.fallback.release(user_id)
+            return
+        leases = self._leases.get(user_id)
+        if not leases:
+            return
+        lease = leases.pop()
+        if not leases:
+            del self._leases[user_id]
+        task = asyncio.get_running_loop().create_task(self._drop(user_id, lease))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _drop(self, user_id: str, lease: str) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.zrem(self._running_key(user_id), lease)
+
+    def running(self, user_id: str) -> int:
+        return len(self._leases.get(user_id, ())) + self._local_only.get(user_id, 0)
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            expiry = time.time() + LEASE_S
+            try:
+                pipe = self.redis.pipeline(transaction=False)
+                for user_id, leases in self._leases.items():
+                    pipe.zadd(self._running_key(user_id), dict.fromkeys(leases, expiry), xx=True)
+                    pipe.expire(self._running_key(user_id), int(LEASE_S) + 5)
+                await pipe.execute()
+                self._recover()
+            except (RedisError, OSError) as exc:
+                self._degrade(exc)
+
+    def _degrade(self, exc: BaseException) -> None:
+        if self.healthy:
+            log.warning("redis unavailable: limits are per instance for now", extra={"error": str(exc)})
+        self.healthy = False
+
+    def _recover(self) -> None:
+        if not self.healthy:
+            log.warning("redis is back: limits are shared again")
+        self.healthy = True
