@@ -5,7 +5,9 @@ from __future__ import annotations
 from gateway.auth import DEV_ISSUER, Authenticator, HS256Verifier, load_dev_key
 from gateway.settings import Settings
 from gateway.stores.base import Store
+from gateway.stores.postgres import PostgresStore
 from gateway.stores.sqlite import SQLiteStore
+from gateway.stores.supabase import SupabaseStore
 from providers.base import Provider
 from providers.catalog import Catalog
 from providers.mock import MockProvider
@@ -23,9 +25,15 @@ def build_providers(settings: Settings) -> dict[str, Provider]:
 
 
 def build_store(settings: Settings) -> Store:
-    if settings.gateway_store == "sqlite":
-        return SQLiteStore(settings.gateway_data_dir / "gateway.sqlite3")
-    raise NotImplementedError(f"store {settings.gateway_store!r} is not available in this build")
+    if settings.gateway_store == "postgres":
+        if settings.database_url is None:
+            raise ValueError("GATEWAY_STORE=postgres needs DATABASE_URL")
+        return PostgresStore(settings.database_url.get_secret_value())
+    if settings.gateway_store == "supabase":
+        if not settings.supabase_url or settings.supabase_service_role_key is None:
+            raise ValueError("GATEWAY_STORE=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
+        return SupabaseStore(settings.supabase_url, settings.supabase_service_role_key.get_secret_value())
+    return SQLiteStore(settings.gateway_data_dir / "gateway.sqlite3")
 
 
 def build_auth(settings: Settings) -> Authenticator:

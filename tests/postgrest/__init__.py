@@ -1,0 +1,1 @@
+"""A PostgREST-compatible test endpoint over the real Postgres (see server.py)."""
