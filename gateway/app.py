@@ -13,7 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.bus import build_bus
 from gateway.errors import install_error_handlers
 from gateway.keys import OperatorKeyDirectory
-from gateway.routes import health, models, streams, usage, ws
+from gateway.routes import health, models, openai_compat, streams, usage, ws
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.wiring import build_auth, build_catalog, build_providers, build_store
@@ -82,6 +82,6 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["authorization", "content-type", "last-event-id", "x-client-id"],
             expose_headers=["x-stream-id"],
         )
-    for module in (health, models, streams, ws, usage):
+    for module in (health, models, streams, ws, usage, openai_compat):
         app.include_router(module.router)
     return app
