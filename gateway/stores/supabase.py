@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 from postgrest.exceptions import APIError
+from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from gateway.stores import rows
 from gateway.stores.base import (
@@ -31,7 +32,6 @@ from gateway.stores.base import (
 )
 from sessions.codec import record_to_dict
 from sessions.records import StreamRecord
-from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 log = logging.getLogger("gateway.store")
 
