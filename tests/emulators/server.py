@@ -215,6 +215,9 @@ class Emulator:
                 pass
         except (ConnectionError, _Disconnected, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # stop() cancels open connections; ending quietly keeps asyncio from logging each one.
+            pass
         finally:
             self._conns.discard(task)
             writer.transport.abort()
@@ -334,7 +337,7 @@ class Emulator:
         if script.first_delay:
             await asyncio.sleep(script.first_delay)
         if script.status is not None and script.status != 200:
-            message = script.error_message or f"emulated {script.status}"
+            message = script.error_message or _default_message(script.status, str(script.status))
             body = _ERROR_BODIES[rec.provider](script.status, message)
             extra = {}
             if script.retry_after is not None:
@@ -404,7 +407,7 @@ class Emulator:
 
     async def _fault(self, conn: _Conn, rec: RecordedRequest, script: Script) -> bool:
         if script.error_after is not None:
-            message = script.error_message or "emulated mid-stream error"
+            message = script.error_message or _default_message(script.error_status, "mid-stream error")
             await self._write_event(conn, rec, _ERROR_EVENTS[rec.provider](script.error_status, message), None)
             conn.writer.write(b"0\r\n\r\n")
             await conn.writer.drain()
@@ -438,6 +441,14 @@ class Emulator:
             rec.disconnected = True
             rec.disconnected_at = asyncio.get_running_loop().time()
             self._notify()
+
+
+def _default_message(status: int, what: str) -> str:
+    if status in (503, 529):
+        return "That model is currently overloaded with other requests (emulated)."
+    if status == 429:
+        return "Rate limit reached for requests (emulated)."
+    return f"emulated {what}"
 
 
 def _route(path: str, body: Any) -> tuple[str, str | None]:

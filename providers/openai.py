@@ -1,0 +1,219 @@
+"""OpenAI Chat Completions over the official `openai` SDK; also any OpenAI-compatible server.
+
+The compatible kind (vLLM, Ollama, OpenRouter, Groq, Together, Azure-style URLs) is the same adapter
+with its own name, base URL and a few dialect switches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import httpx2
+import openai
+
+from providers import errors
+from providers.base import ChatRequest, Credential, ImagePart, Message, TextPart
+from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from providers.upstream import TRANSPORT_ERRORS, ClientCache, by_status, is_prefill_refusal, transport_error
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop",
+    "length": "length",
+    "tool_calls": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+}
+# Reasoning models accept only the default temperature.
+_FIXED_TEMPERATURE = ("gpt-5", "o1", "o3", "o4")
+
+
+# What a call or a stream may raise: the SDK's errors and the transport errors it lets through.
+_FAILURES: tuple[type[BaseException], ...] = (openai.OpenAIError, *TRANSPORT_ERRORS)
+
+
+def _make_client(base_url: str, api_key: str, pool: httpx2.AsyncClient) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        api_key=api_key or "none", base_url=base_url, max_retries=0, http_client=pool, timeout=pool.timeout
+    )
+
+
+def _content(msg: Message) -> str | list[dict[str, Any]]:
+    if isinstance(msg.content, str):
+        return msg.content
+    parts: list[dict[str, Any]] = []
+    for part in msg.content:
+        if isinstance(part, TextPart):
+            parts.append({"type": "text", "text": part.text})
+        elif isinstance(part, ImagePart):
+            parts.append({"type": "image_url", "image_url": {"url": part.url}})
+    return parts
+
+
+def to_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for msg in request.messages:
+        if msg.role == "tool":
+            out.append({"role": "tool", "tool_call_id": msg.tool_call_id or "", "content": msg.text()})
+        elif msg.role == "assistant":
+            item: dict[str, Any] = {"role": "assistant", "content": msg.text() or None}
+            if msg.tool_calls:
+                item["tool_calls"] = [
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in msg.tool_calls
+                ]
+            out.append(item)
+        else:
+            out.append({"role": msg.role, "content": _content(msg)})
+    return out
+
+
+class OpenAIProvider:
+    """Streams Chat Completions with `stream_options.include_usage`."""
+
+    def __init__(
+        self,
+        name: str = "openai",
+        base_url: str | None = None,
+        *,
+        clients: ClientCache[openai.AsyncOpenAI] | None = None,
+        max_tokens_field: str = "max_completion_tokens",
+        include_usage: bool = True,
+        default_key: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        self._clients = clients or ClientCache(_make_client)
+        self._max_tokens_field = max_tokens_field
+        self._include_usage = include_usage
+        self._default_key = default_key
+        self._extra_headers = dict(extra_headers or {})
+        self._official = name == "openai"
+
+    def params(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
+        p: dict[str, Any] = {"model": upstream_model, "messages": to_messages(request), "stream": True}
+        if self._include_usage:
+            p["stream_options"] = {"include_usage": True}
+        if request.max_tokens is not None:
+            p[self._max_tokens_field] = request.max_tokens
+        if request.temperature is not None and not (
+            self._official and upstream_model.startswith(_FIXED_TEMPERATURE) and "-chat" not in upstream_model
+        ):
+            p["temperature"] = request.temperature
+        if request.stop:
+            p["stop"] = list(request.stop)
+        if request.tools:
+            p["tools"] = [
+                {
+                    "type": "function",
+                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+                }
+                for t in request.tools
+            ]
+        if self._extra_headers:
+            p["extra_headers"] = self._extra_headers
+        return p
+
+    async def stream(
+        self, request: ChatRequest, upstream_model: str, credential: Credential
+    ) -> AsyncIterator[ProviderEvent]:
+        client = self._clients.get(self.base_url, credential.api_key or self._default_key or "")
+        params = self.params(request, upstream_model)
+        try:
+            upstream = await client.chat.completions.create(**params)
+        except _FAILURES as exc:
+            raise self._error(exc, upstream_model) from exc
+        finish: FinishReason | None = None
+        usage: Usage | None = None
+        try:
+            async for chunk in upstream:
+                if chunk.usage is not None:
+                    u = chunk.usage
+                    pd, cd = u.prompt_tokens_details, u.completion_tokens_details
+                    usage = Usage(
+                        u.prompt_tokens or 0,
+                        u.completion_tokens or 0,
+                        (pd.cached_tokens or 0) if pd is not None else 0,
+                        (cd.reasoning_tokens or 0) if cd is not None else 0,
+                    )
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                delta = choice.delta
+                if delta is not None:
+                    if delta.content:
+                        yield TextDelta(delta.content)
+                    if delta.tool_calls:
+                        for tc in delta.tool_calls:
+                            fn = tc.function
+                            yield ToolCallDelta(
+                                tc.index,
+                                tc.id,
+                                fn.name if fn is not None else None,
+                                (fn.arguments or "") if fn is not None else "",
+                            )
+                    if delta.refusal:
+                        yield TextDelta(delta.refusal)
+                if choice.finish_reason is not None:
+                    finish = _FINISH.get(choice.finish_reason, "other")
+        except _FAILURES as exc:
+            raise self._error(exc, upstream_model) from exc
+        finally:
+            # Runs on aclose() and on cancellation too: the upstream response is closed at once.
+            await upstream.close()
+        if finish is None:
+            raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
+        if usage is not None:
+            yield usage
+        yield Finish(finish)
+
+    def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
+        kw: dict[str, str] = {"provider": self.name, "model": model}
+        if isinstance(exc, openai.APITimeoutError):
+            return errors.UpstreamTimeout("upstream timed out", **kw)
+        if isinstance(exc, openai.APIConnectionError):
+            return errors.ConnectionLost("connection to upstream lost", **kw)
+        if isinstance(exc, openai.APIStatusError):
+            message, code = _body_error(exc.body, exc.message)
+            if exc.status_code == 429 and code == "insufficient_quota":
+                return errors.AuthFailed(message, **kw)
+            if exc.status_code == 400 and is_prefill_refusal(message):
+                return errors.PrefillRejected(message, **kw)
+            return by_status(exc.status_code, message, headers=exc.response.headers, **kw)
+        if isinstance(exc, openai.APIError):
+            # An error event inside a 200 stream: no status, only the body's type/code.
+            message, code = _body_error(exc.body, exc.message)
+            kind = f"{code or ''} {_body_type(exc.body)} {message}".lower()
+            if "rate_limit" in kind:
+                return errors.RateLimited(message, provider=self.name, model=model)
+            if "overload" in kind:
+                return errors.Overloaded(message, **kw)
+            if "invalid_request" in kind:
+                return errors.BadRequest(message, **kw)
+            return errors.ServerError(message, **kw)
+        if isinstance(exc, TRANSPORT_ERRORS):
+            return transport_error(exc, **kw)
+        return errors.ServerError(f"{type(exc).__name__}: {exc}", **kw)
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+
+def _body_error(body: object, fallback: str) -> tuple[str, str | None]:
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            code = inner.get("code")
+            return str(inner.get("message") or fallback), str(code) if code is not None else None
+    return fallback, None
+
+
+def _body_type(body: object) -> str:
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            return str(inner.get("type") or "")
+    return ""
