@@ -113,6 +113,9 @@ class PostgresStore:
         try:
             async with self._pool.acquire(timeout=self._connect_timeout) as conn:
                 yield conn
+        except (asyncpg.UndefinedFunctionError, asyncpg.UndefinedTableError) as exc:
+            # The schema is not (yet) migrated: a deployment problem to wait out, not bad data.
+            raise StoreUnavailable(f"postgres at {self.target} lacks the gateway schema: {exc}") from exc
         except asyncpg.ForeignKeyViolationError as exc:
             raise UnknownUser("no such user") from exc
         except asyncpg.exceptions.DataError as exc:  # a bad argument: subclass of InterfaceError, not transient

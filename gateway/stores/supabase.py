@@ -38,6 +38,8 @@ log = logging.getLogger("gateway.store")
 # PostgREST's own "cannot reach / use the database" codes, HTTP statuses a gateway or proxy answers with,
 # and SQLSTATE classes for connection trouble, lack of resources and operator intervention.
 _UNAVAILABLE_CODES = {"PGRST000", "PGRST001", "PGRST002", "PGRST003", "500", "502", "503", "504", "520", "522", "524"}
+# The schema is not (yet) migrated or PostgREST has not reloaded it: wait it out, it is not bad data.
+_UNAVAILABLE_CODES |= {"PGRST202", "PGRST205", "42883", "42P01"}
 _UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
 
 

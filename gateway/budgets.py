@@ -1,0 +1,151 @@
+"""Spend caps: how much a user may still spend today and this month (UTC).
+
+The guard keeps each user's caps and settled spend for a few seconds, so a burst of stream starts costs one
+lookup, and the ledger keeps it current: every finished stream is added the moment the ledger takes it (not
+when the database has it), so back-to-back streams see each other's cost even while the database is down.
+The running cost of a live stream is checked in the session itself (no query per token).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from gateway.stores.base import Budget, Store, StoreError, StoreUnavailable
+from sessions.records import StreamRecord
+
+log = logging.getLogger("gateway.budgets")
+
+
+def period_starts(now: datetime) -> tuple[datetime, datetime]:
+    """Start of the UTC day and of the UTC month containing `now`."""
+    now = now.astimezone(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day, day.replace(day=1)
+
+
+@dataclass(slots=True)
+class _Entry:
+    budget: Budget | None
+    today_usd: Decimal
+    month_usd: Decimal
+    day_start: datetime
+    month_start: datetime
+    loaded_at: float
+    # Streams the ledger has taken but the database may not have yet: counted on top of what it reported.
+    unsettled: dict[str, tuple[datetime, Decimal]] = field(default_factory=dict)
+
+    def spent(self) -> tuple[Decimal, Decimal]:
+        today, month = self.today_usd, self.month_usd
+        for started, cost in self.unsettled.values():
+            if started >= self.month_start:
+                month += cost
+                if started >= self.day_start:
+                    today += cost
+        return today, month
+
+
+@dataclass(slots=True, frozen=True)
+class BudgetStatus:
+    budget: Budget | None
+    today_usd: Decimal
+    month_usd: Decimal
+    remaining_usd: Decimal | None
+
+
+class StoreBudgetGuard:
+    """`BudgetGuard` for the session layer and a ledger observer (`submitted` / `written`)."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        ttl_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._ttl = ttl_s
+        self._clock = clock
+        self._now = now
+        self._entries: dict[str, _Entry] = {}
+        # Unsettled costs of users not in the cache yet (kept until written, then dropped).
+        self._pending: dict[str, dict[str, tuple[datetime, Decimal]]] = {}
+
+    async def remaining_usd(self, user_id: str) -> Decimal | None:
+        status = await self.status(user_id)
+        return None if status is None else status.remaining_usd
+
+    async def status(self, user_id: str) -> BudgetStatus | None:
+        """None when the caps cannot be known right now (the database is down and nothing is cached)."""
+        entry = await self._entry(user_id)
+        if entry is None:
+            return None
+        today, month = entry.spent()
+        b = entry.budget
+        remaining: Decimal | None = None
+        if b is not None:
+            left = [cap - spent for cap, spent in ((b.daily_usd, today), (b.monthly_usd, month)) if cap is not None]
+            remaining = min(left) if left else None
+        return BudgetStatus(b, today, month, remaining)
+
+    async def _entry(self, user_id: str) -> _Entry | None:
+        now = self._now()
+        day_start, month_start = period_starts(now)
+        entry = self._entries.get(user_id)
+        fresh = entry is not None and self._clock() - entry.loaded_at < self._ttl and entry.day_start == day_start
+        if entry is not None and fresh:
+            return entry
+        try:
+            budget = await self._store.budget(user_id)
+            spend = await self._store.user_spend(user_id, day_start, month_start)
+        except (StoreUnavailable, StoreError) as exc:
+            # Fail open on an outage: keep using what we knew (if it is still this day), else no cap.
+            log.warning("budget lookup failed", extra={"user_id": user_id, "error": str(exc)})
+            return entry if entry is not None and entry.day_start == day_start else None
+        unsettled = self._pending.pop(user_id, {})
+        if entry is not None:
+            unsettled.update(entry.unsettled)
+        new = _Entry(budget, spend.today_usd, spend.month_usd, day_start, month_start, self._clock(), unsettled)
+        self._entries[user_id] = new
+        return new
+
+    def forget(self, user_id: str) -> None:
+        """Caps changed: the next check reloads."""
+        entry = self._entries.pop(user_id, None)
+        if entry is not None and entry.unsettled:
+            self._pending.setdefault(user_id, {}).update(entry.unsettled)
+
+    # -- ledger observer ------------------------------------------------------------
+
+    def submitted(self, record: StreamRecord) -> None:
+        cost = record.cost_usd
+        if cost <= 0:
+            return
+        item = (record.started_at.astimezone(UTC), cost)
+        entry = self._entries.get(record.user_id)
+        if entry is not None:
+            entry.unsettled[record.stream_id] = item
+        else:
+            self._pending.setdefault(record.user_id, {})[record.stream_id] = item
+
+    def written(self, records: Sequence[StreamRecord]) -> None:
+        """The database has these now: move them from unsettled into the settled sums (no reload needed)."""
+        for r in records:
+            entry = self._entries.get(r.user_id)
+            item = entry.unsettled.pop(r.stream_id, None) if entry is not None else None
+            if entry is not None and item is not None:
+                started, cost = item
+                if started >= entry.month_start:
+                    entry.month_usd += cost
+                    if started >= entry.day_start:
+                        entry.today_usd += cost
+            pending = self._pending.get(r.user_id)
+            if pending is not None:
+                pending.pop(r.stream_id, None)
+                if not pending:
+                    del self._pending[r.user_id]
