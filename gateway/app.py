@@ -17,6 +17,7 @@ from gateway.routes import health, models, openai_compat, streams, usage, ws
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.wiring import build_auth, build_catalog, build_providers, build_store
+from providers.breaker import MemoryBreaker
 from providers.router import Router
 from sessions.ledger import LedgerWriter
 from sessions.manager import Limits, SessionManager
@@ -44,8 +45,18 @@ def build_services(settings: Settings) -> Services:
     )
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
     spend = build_bus(redis_url, settings.gateway_redis_prefix)
+    router = Router(
+        providers,
+        # One breaker for the whole process: every stream learns from every other stream's failures.
+        breaker=MemoryBreaker(
+            settings.gateway_breaker_failures, settings.gateway_breaker_window_s, settings.gateway_breaker_cooldown_s
+        ),
+        first_token_timeout_s=settings.gateway_first_token_timeout_s,
+        inter_token_timeout_s=settings.gateway_inter_token_timeout_s,
+        request_deadline_s=settings.gateway_request_deadline_s,
+    )
     sessions = SessionManager(
-        router=Router(providers), catalog=catalog, keys=keys, ledger=ledger, spend=spend, limits=limits
+        router=router, catalog=catalog, keys=keys, ledger=ledger, spend=spend, limits=limits
     )
     auth = build_auth(settings)
     return Services(settings, auth, catalog, providers, keys, store, ledger, sessions, spend=spend)

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     gateway_first_token_timeout_s: float = Field(30.0, gt=0)
     gateway_inter_token_timeout_s: float = Field(30.0, gt=0)
     gateway_request_deadline_s: float = Field(120.0, gt=0)
+    gateway_breaker_failures: int = Field(5, ge=1)  # failures of one model within the window that open its circuit
+    gateway_breaker_window_s: float = Field(30.0, gt=0)
+    gateway_breaker_cooldown_s: float = Field(30.0, gt=0)  # then one probe request is let through
 
     # -- edge -------------------------------------------------------------------
     gateway_cors_origins: str = ""  # comma-separated allowlist; also checked against WebSocket Origin

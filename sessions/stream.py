@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 
@@ -23,6 +24,7 @@ from providers.router import (
     MidstreamPolicy,
     Router,
     RouterDone,
+    RouterEvent,
     Segment,
     SegmentEnded,
 )
@@ -52,6 +54,7 @@ def _segment_json(s: Segment) -> dict[str, Any]:
         "cost_usd": str(s.cost_usd),
         "estimated": s.estimated,
         "ttft_ms": None if s.ttft_ms is None else round(s.ttft_ms, 2),
+        "failover_ms": None if s.failover_ms is None else round(s.failover_ms, 3),
     }
 
 
@@ -132,8 +135,9 @@ class StreamSession:
         seg_chars = 0
         # Per-token path below: one isinstance chain, one orjson.dumps, one append.
         sid, cid, append, dumps = self.id, self.client_id, self.log.append, orjson.dumps
+        events = self._router.stream(self.request, self.chain, self._keys, self.policy)
         try:
-            async for ev in self._router.stream(self.request, self.chain, self._keys, self.policy):
+            async for ev in events:
                 if isinstance(ev, TextDelta):
                     seq = self.log.last_seq + 1
                     append("delta", dumps({"type": "delta", "stream_id": sid, "id": cid, "seq": seq, "text": ev.text}))
@@ -141,8 +145,8 @@ class StreamSession:
                         self._ttft_ms = (loop.time() - t0) * 1000
                     deltas += 1
                     seg_chars += len(ev.text)
-                    if deltas % TICK_EVERY == 0:
-                        self._tick(segments, seg_chars)
+                    if deltas % TICK_EVERY == 0 and self._tick(segments, seg_chars):
+                        await self._stop_for_budget(events, segments)
                 elif isinstance(ev, ToolCallDelta):
                     if self._ttft_ms is None:
                         self._ttft_ms = (loop.time() - t0) * 1000
@@ -180,8 +184,8 @@ class StreamSession:
                 {
                     "code": error_code,
                     "message": f"every model failed: {exc}",
-                    "retryable": error_code == "all_models_failed",
-                    "attempts": [{"model": s.model, "reason": s.reason} for s in exc.segments],
+                    "retryable": exc.retryable,
+                    "attempts": [{"model": a.model, "reason": a.reason} for a in exc.attempts],
                 },
             )
         except asyncio.CancelledError:
@@ -198,6 +202,8 @@ class StreamSession:
                 self._finish(status, finish, error_code, segments)
                 raise
         finally:
+            # Closes the upstream response at once if the loop above ended early (a cancel, an error).
+            await events.aclose()
             if self.record is None:
                 self._finish(status, finish, error_code, segments)
 
@@ -217,14 +223,28 @@ class StreamSession:
             },
         )
 
-    def _tick(self, segments: list[Segment], seg_chars: int) -> None:
-        """Running cost while streaming: settled segments plus an estimate for the live one."""
+    def _tick(self, segments: list[Segment], seg_chars: int) -> bool:
+        """Running cost while streaming: settled segments plus an estimate for the live one. True: over budget."""
         live = cost_usd(self.current_model, Usage(output_tokens=estimate_tokens("x" * seg_chars)))
         running = sum((s.cost_usd for s in segments), Decimal(0)) + live
         out = sum(s.usage.output_tokens for s in segments) + (seg_chars + 3) // 4
         self._spend.running(self.user_id, self.id, self.current_model.id, running, out)
-        if self._budget_usd is not None and running >= self._budget_usd:
-            self.cancel("budget")
+        return self._budget_usd is not None and running >= self._budget_usd
+
+    async def _stop_for_budget(self, events: AsyncIterator[RouterEvent], segments: list[Segment]) -> None:
+        """The cap is reached: cancel the upstream from inside the router, where a task cancel would land,
+        so the live segment is closed, settled and billed. Cancelling the task instead only takes effect at
+        the upstream's next pause, and an upstream that has the rest of the answer buffered never pauses."""
+        self.cancel_reason = "budget"
+        gen = cast(AsyncGenerator[RouterEvent, None], events)
+        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+            ev = await gen.athrow(asyncio.CancelledError())
+            while True:
+                if isinstance(ev, SegmentEnded):
+                    segments.append(ev.segment)
+                    self.emit("usage", _segment_json(ev.segment))
+                ev = await gen.__anext__()
+        raise asyncio.CancelledError
 
     def _finish(
         self, status: StreamStatus, finish: str | None, error_code: str | None, segments: list[Segment]
