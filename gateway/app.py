@@ -10,10 +10,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from gateway.budgets import StoreBudgetGuard
 from gateway.bus import build_bus
+from gateway.crypto import key_ring_for
 from gateway.errors import install_error_handlers
-from gateway.keys import OperatorKeyDirectory
+from gateway.keys import OperatorKeyDirectory, UserKeyDirectory
+from gateway.routes import budget as budget_routes
 from gateway.routes import health, models, openai_compat, streams, usage, ws
+from gateway.routes import keys as key_routes
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.wiring import build_auth, build_catalog, build_providers, build_store
@@ -29,15 +33,18 @@ def build_services(settings: Settings) -> Services:
     catalog = build_catalog(settings)
     providers = build_providers(settings)
     store = build_store(settings)
-    ledger = LedgerWriter(store)
+    budgets = StoreBudgetGuard(store)
+    # The spool keeps billed streams through a database outage, and across a crash, until they are written.
+    ledger = LedgerWriter(store, spool_path=settings.gateway_data_dir / "ledger-spool.jsonl", observers=[budgets])
     operator = {
         "openai": settings.openai_api_key,
         "anthropic": settings.anthropic_api_key,
         "gemini": settings.gemini_api_key,
     }
-    keys = OperatorKeyDirectory(
+    operator_keys = OperatorKeyDirectory(
         {p: k.get_secret_value() for p, k in operator.items() if k is not None}, settings.gateway_allow_operator_keys
     )
+    keys = UserKeyDirectory(store, key_ring_for(settings), operator_keys)
     limits = Limits(
         max_concurrent_streams=settings.gateway_max_concurrent_streams,
         starts_per_minute=settings.gateway_starts_per_minute,
@@ -56,10 +63,10 @@ def build_services(settings: Settings) -> Services:
         request_deadline_s=settings.gateway_request_deadline_s,
     )
     sessions = SessionManager(
-        router=router, catalog=catalog, keys=keys, ledger=ledger, spend=spend, limits=limits
+        router=router, catalog=catalog, keys=keys, ledger=ledger, spend=spend, budget=budgets, limits=limits
     )
     auth = build_auth(settings)
-    return Services(settings, auth, catalog, providers, keys, store, ledger, sessions, spend=spend)
+    return Services(settings, auth, catalog, providers, keys, store, ledger, sessions, spend=spend, budgets=budgets)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -95,4 +102,6 @@ def create_app(settings: Settings) -> FastAPI:
         )
     for module in (health, models, streams, ws, usage, openai_compat):
         app.include_router(module.router)
+    app.include_router(key_routes.router)
+    app.include_router(budget_routes.router)
     return app

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from gateway.auth import Authenticator
 from gateway.bus import SpendBus
-from gateway.keys import OperatorKeyDirectory
+from gateway.budgets import StoreBudgetGuard
+from gateway.keys import UserKeyDirectory
 from gateway.settings import Settings
 from gateway.stores.base import Store
 from providers.base import Provider
@@ -21,10 +22,11 @@ class Services:
     auth: Authenticator
     catalog: Catalog
     providers: dict[str, Provider]
-    keys: OperatorKeyDirectory
+    keys: UserKeyDirectory
     store: Store
     ledger: LedgerWriter
     sessions: SessionManager
     spend: SpendBus
     dev_token: str | None = None
+    budgets: StoreBudgetGuard | None = None
     extras: dict[str, object] = field(default_factory=dict)
