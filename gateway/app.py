@@ -18,6 +18,7 @@ from gateway.keys import OperatorKeyDirectory, UserKeyDirectory
 from gateway.routes import budget as budget_routes
 from gateway.routes import health, models, openai_compat, streams, usage, ws
 from gateway.routes import keys as key_routes
+from gateway.routes import tickets as ticket_routes
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.wiring import build_auth, build_catalog, build_providers, build_store
@@ -49,6 +50,8 @@ def build_services(settings: Settings) -> Services:
         max_concurrent_streams=settings.gateway_max_concurrent_streams,
         starts_per_minute=settings.gateway_starts_per_minute,
         resume_window_s=settings.gateway_resume_window_s,
+        log_max_events=settings.gateway_stream_log_max_events,
+        log_max_bytes=settings.gateway_stream_log_max_bytes,
     )
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
     spend = build_bus(redis_url, settings.gateway_redis_prefix)
@@ -87,6 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
             await services.ledger.aclose()
             await services.store.aclose()
             await asyncio.gather(*(p.aclose() for p in services.providers.values()))
+            await services.tickets.aclose()
+            await services.auth.aclose()
 
     app = FastAPI(title="Agent gateway", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.services = services
@@ -102,6 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
         )
     for module in (health, models, streams, ws, usage, openai_compat):
         app.include_router(module.router)
+    app.include_router(ticket_routes.router)
     app.include_router(key_routes.router)
     app.include_router(budget_routes.router)
     return app

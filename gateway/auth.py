@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import jwt
+
+log = logging.getLogger("gateway.auth")
 
 DEV_ISSUER = "gateway-dev"
 DEV_USER_ID = "00000000-0000-4000-8000-000000000001"
+
+# Asymmetric algorithms accepted from the JWKS, with the key type each one needs. Explicit lists only:
+# a JWKS key can never verify an HS256 token, and a shared secret can never verify an ES256/RS256 one.
+ASYMMETRIC_ALGORITHMS: dict[str, tuple[str, str | None]] = {"ES256": ("EC", "P-256"), "RS256": ("RSA", None)}
+JWKS_MAX_AGE_CAP_S = 600.0  # Supabase's edge caches the JWKS for 10 minutes; never hold keys longer
+MAX_TOKEN_CHARS = 16_384
+LEEWAY_S = 5
 
 
 @dataclass(slots=True, frozen=True)
@@ -48,6 +62,14 @@ def load_dev_key(data_dir: Path) -> str:
     return key
 
 
+_REQUIRED_CLAIMS = ["exp", "sub", "aud"]
+
+
+def _decode_options(issuer: str | None) -> dict[str, Any]:
+    # nbf and iat are checked whenever present; exp, sub, aud (and iss when we know the issuer) must be there.
+    return {"require": [*_REQUIRED_CLAIMS, "iss"] if issuer else list(_REQUIRED_CLAIMS)}
+
+
 @dataclass(slots=True)
 class HS256Verifier:
     """Shared-secret tokens: Supabase's legacy JWT secret, or our development key."""
@@ -63,9 +85,149 @@ class HS256Verifier:
             algorithms=["HS256"],
             audience=self.audience,
             issuer=self.issuer,
-            options={"require": ["exp", "sub", "aud"]},
-            leeway=5,
+            options=_decode_options(self.issuer),  # type: ignore[arg-type]
+            leeway=LEEWAY_S,
         )
+
+
+def parse_jwks(document: object) -> dict[str, jwt.PyJWK]:
+    """The usable signing keys of a JWKS document by kid; anything else (oct, other curves, enc keys) is skipped."""
+    keys: dict[str, jwt.PyJWK] = {}
+    raw = document.get("keys") if isinstance(document, dict) else None
+    if not isinstance(raw, list):
+        raise ValueError("a JWKS document needs a 'keys' list")
+    for entry in raw:
+        if not isinstance(entry, dict):
+            continue
+        kid, kty, alg = entry.get("kid"), entry.get("kty"), entry.get("alg")
+        if not isinstance(kid, str) or not kid or entry.get("use", "sig") != "sig":
+            continue
+        if alg is not None and alg not in ASYMMETRIC_ALGORITHMS:
+            continue
+        try:
+            key = jwt.PyJWK(entry)
+        except jwt.PyJWTError:
+            log.warning("skipping an unusable JWKS key", extra={"kid": kid, "kty": kty})
+            continue
+        want = ASYMMETRIC_ALGORITHMS.get(key.algorithm_name)
+        if want is None or want[0] != kty or (want[1] is not None and entry.get("crv") != want[1]):
+            continue
+        keys[kid] = key
+    return keys
+
+
+class JWKSCache:
+    """Public keys from the project's JWKS endpoint, fetched with httpx and held for at most `max_age_s`.
+
+    An unknown kid triggers one refetch, but no more often than `refetch_cooldown_s`, so tokens with forged
+    kids cannot make us hammer the endpoint. Concurrent callers share one fetch.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        http: httpx.AsyncClient,
+        *,
+        max_age_s: float = JWKS_MAX_AGE_CAP_S,
+        refetch_cooldown_s: float = 30.0,
+        fetch_timeout_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self._http = http
+        self._max_age = min(max_age_s, JWKS_MAX_AGE_CAP_S)
+        self._cooldown = refetch_cooldown_s
+        self._timeout = fetch_timeout_s
+        self._clock = clock
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at: float | None = None  # last successful fetch
+        self._attempted_at: float | None = None  # last fetch, successful or not
+        self._miss_refetch_at: float | None = None  # last refetch caused by an unknown kid
+        self._last_failed = False
+        self._generation = 0
+        self._lock = asyncio.Lock()
+        self.fetches = 0
+
+    def _fresh(self, now: float) -> bool:
+        return self._fetched_at is not None and now - self._fetched_at < self._max_age
+
+    async def key(self, kid: str) -> jwt.PyJWK:
+        now = self._clock()
+        if self._fresh(now):
+            found = self._keys.get(kid)
+            if found is not None:
+                return found
+            # Unknown kid: maybe a rotation we have not seen, maybe a forgery. Refetch, but once per cooldown.
+            if self._miss_refetch_at is not None and now - self._miss_refetch_at < self._cooldown:
+                raise AuthError("unknown_key", "the token was signed with an unknown key")
+            self._miss_refetch_at = now
+        elif (
+            self._last_failed and self._attempted_at is not None and now - self._attempted_at < min(self._cooldown, 5.0)
+        ):
+            raise AuthError("auth_unavailable", "the identity provider's keys cannot be fetched", 503)
+        await self._refresh()
+        if not self._fresh(self._clock()):
+            raise AuthError("auth_unavailable", "the identity provider's keys cannot be fetched", 503)
+        found = self._keys.get(kid)
+        if found is None:
+            raise AuthError("unknown_key", "the token was signed with an unknown key")
+        return found
+
+    async def _refresh(self) -> None:
+        seen = self._generation
+        async with self._lock:
+            if self._generation != seen:
+                return  # another caller fetched while we waited
+            try:
+                self.fetches += 1
+                response = await self._http.get(self.url, timeout=self._timeout)
+                response.raise_for_status()
+                keys = parse_jwks(response.json())
+            except (httpx.HTTPError, ValueError) as exc:
+                self._last_failed = True
+                log.warning("JWKS fetch failed", extra={"url": self.url, "error": type(exc).__name__})
+            else:
+                self._keys = keys
+                self._fetched_at = self._clock()
+                self._last_failed = False
+                log.info("JWKS fetched", extra={"url": self.url, "kids": sorted(keys)})
+            finally:
+                self._attempted_at = self._clock()
+                self._generation += 1
+
+    async def aclose(self) -> None:
+        """Closes the HTTP client, which the cache owns."""
+        await self._http.aclose()
+
+
+@dataclass(slots=True)
+class JWKSVerifier:
+    """Asymmetric tokens (ES256, RS256) signed by a key from the project's JWKS."""
+
+    jwks: JWKSCache
+    issuer: str
+    audience: str
+
+    async def verify(self, token: str, header: dict[str, Any]) -> dict[str, object]:
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise AuthError("invalid_token", "the token names no signing key (kid)")
+        key = await self.jwks.key(kid)
+        if key.algorithm_name != header.get("alg"):
+            # The key decides the algorithm, never the token's header.
+            raise AuthError("invalid_algorithm", "the token's algorithm does not match its key")
+        return jwt.decode(
+            token,
+            key.key,
+            algorithms=[key.algorithm_name],
+            audience=self.audience,
+            issuer=self.issuer,
+            options=_decode_options(self.issuer),  # type: ignore[arg-type]
+            leeway=LEEWAY_S,
+        )
+
+    async def aclose(self) -> None:
+        await self.jwks.aclose()
 
 
 def claims_to_principal(claims: dict[str, object]) -> Principal:
@@ -103,24 +265,45 @@ def map_jwt_error(exc: jwt.PyJWTError) -> AuthError:
 
 
 class Authenticator:
-    """Turns a bearer token into a Principal, trying each configured verifier."""
+    """Turns a bearer token into a Principal.
 
-    def __init__(self, verifiers: list[HS256Verifier], dev_verifier: HS256Verifier | None = None) -> None:
+    The token's `alg` header only picks which verifier may try it: HS256 goes to the shared secrets (Supabase's
+    legacy secret, the development key), ES256/RS256 to the JWKS. Each verifier then decodes with its own
+    fixed algorithm list, so `none` and HS/RS confusion are refused by construction.
+    """
+
+    def __init__(
+        self,
+        verifiers: list[HS256Verifier],
+        dev_verifier: HS256Verifier | None = None,
+        jwks: JWKSVerifier | None = None,
+    ) -> None:
         self._verifiers = verifiers
         self._dev = dev_verifier
+        self._jwks = jwks
+
+    @property
+    def jwks(self) -> JWKSVerifier | None:
+        return self._jwks
 
     async def verify(self, token: str) -> Principal:
         if not token:
             raise AuthError("missing_token", "authentication required")
+        if len(token) > MAX_TOKEN_CHARS:
+            raise AuthError("invalid_token", "the token is malformed")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise AuthError("invalid_token", "the token is malformed") from None
-        if header.get("alg") != "HS256":
+        alg = header.get("alg")
+        if alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
+            try:
+                return claims_to_principal(await self._jwks.verify(token, header))
+            except jwt.PyJWTError as exc:
+                raise map_jwt_error(exc) from None
+        candidates = [*self._verifiers, *([self._dev] if self._dev is not None else [])]
+        if alg != "HS256" or not candidates:
             raise AuthError("invalid_algorithm", "the token's algorithm is not accepted")
-        candidates = list(self._verifiers)
-        if self._dev is not None:
-            candidates.append(self._dev)
         last: AuthError = AuthError("invalid_signature", "the token's signature does not verify")
         for v in candidates:
             try:
@@ -132,6 +315,10 @@ class Authenticator:
                 if not isinstance(exc, jwt.InvalidIssuerError):
                     raise last from None
         raise last
+
+    async def aclose(self) -> None:
+        if self._jwks is not None:
+            await self._jwks.aclose()
 
     def mint_dev_token(
         self, user_id: str = DEV_USER_ID, ttl_s: int = 7 * 24 * 3600, role: str = "authenticated"

@@ -10,6 +10,7 @@ from gateway.budgets import StoreBudgetGuard
 from gateway.keys import UserKeyDirectory
 from gateway.settings import Settings
 from gateway.stores.base import Store
+from gateway.tickets import MemoryTicketStore, TicketStore
 from providers.base import Provider
 from providers.catalog import Catalog
 from sessions.ledger import LedgerWriter
@@ -28,5 +29,6 @@ class Services:
     sessions: SessionManager
     spend: SpendBus
     dev_token: str | None = None
+    tickets: TicketStore = field(default_factory=MemoryTicketStore)  # a shared store replaces it for several instances
     budgets: StoreBudgetGuard | None = None
     extras: dict[str, object] = field(default_factory=dict)

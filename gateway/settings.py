@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     supabase_jwt_secret: SecretStr | None = None
     gateway_dev_signing_key: SecretStr | None = None  # development only; generated into the data dir when unset
     gateway_jwt_audience: str = "authenticated"
+    gateway_jwks_cache_s: float = Field(600.0, gt=0, le=600)  # Supabase's edge caches 10 min: never longer
+    gateway_jwks_cooldown_s: float = Field(30.0, ge=0)  # least time between refetches for unknown kids
+    gateway_ticket_ttl_s: float = Field(60.0, gt=0, le=600)
+    gateway_ws_auth_timeout_s: float = Field(5.0, gt=0)  # time for a first `auth` frame
 
     # -- storage ----------------------------------------------------------------
     gateway_store: Literal["sqlite", "postgres", "supabase"] = "sqlite"
@@ -67,6 +71,8 @@ class Settings(BaseSettings):
     gateway_max_messages: int = Field(256, ge=1)
     gateway_max_prompt_chars: int = Field(400_000, ge=1)
     gateway_resume_window_s: float = Field(60.0, ge=0)
+    gateway_stream_log_max_events: int = Field(10_000, ge=16)
+    gateway_stream_log_max_bytes: int = Field(4 * 1024 * 1024, ge=4096)
     gateway_drain_deadline_s: float = Field(25.0, ge=0)
     gateway_sse_ping_s: float = Field(15.0, gt=0)
     gateway_first_token_timeout_s: float = Field(30.0, gt=0)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from gateway.auth import DEV_ISSUER, Authenticator, HS256Verifier, load_dev_key
+import httpx
+
+from gateway.auth import DEV_ISSUER, Authenticator, HS256Verifier, JWKSCache, JWKSVerifier, load_dev_key
 from gateway.settings import Settings
 from gateway.stores.base import Store
 from gateway.stores.postgres import PostgresStore
@@ -52,4 +54,14 @@ def build_auth(settings: Settings) -> Authenticator:
             else load_dev_key(settings.gateway_data_dir)
         )
         dev = HS256Verifier(key, DEV_ISSUER, settings.gateway_jwt_audience)
-    return Authenticator(verifiers, dev)
+    jwks = None
+    if settings.jwt_issuer is not None:
+        # Fetched lazily, on the first asymmetric token, so a legacy (HS256-only) project never calls it.
+        cache = JWKSCache(
+            f"{settings.jwt_issuer}/.well-known/jwks.json",
+            httpx.AsyncClient(timeout=httpx.Timeout(5.0), follow_redirects=False),
+            max_age_s=settings.gateway_jwks_cache_s,
+            refetch_cooldown_s=settings.gateway_jwks_cooldown_s,
+        )
+        jwks = JWKSVerifier(cache, settings.jwt_issuer, settings.gateway_jwt_audience)
+    return Authenticator(verifiers, dev, jwks)

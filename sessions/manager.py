@@ -6,13 +6,13 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from providers.base import ChatRequest
 from providers.catalog import Catalog, ModelSpec, UnknownModel
 from providers.router import MidstreamPolicy, Router
+from sessions.limits import LimitExceeded, MemoryUserLimiter, UserLimiter
 from sessions.log import EventLog, MemoryEventLog
 from sessions.ports import BudgetGuard, KeyDirectory, LedgerSink, NoBudget, NullSpend, SpendPublisher
 from sessions.stream import StreamSession
@@ -65,6 +65,7 @@ class SessionManager:
         budget: BudgetGuard | None = None,
         limits: Limits = Limits(),
         log_factory: Callable[[str], EventLog] | None = None,
+        limiter: UserLimiter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.router = router
@@ -75,11 +76,14 @@ class SessionManager:
         self.budget = budget or NoBudget()
         self.limits = limits
         self._log_factory = log_factory or (lambda _sid: MemoryEventLog(limits.log_max_events, limits.log_max_bytes))
-        self._clock = clock
+        self.limiter = limiter or MemoryUserLimiter(
+            limits.max_concurrent_streams, limits.starts_per_minute, clock=clock
+        )
         self._sessions: dict[str, StreamSession] = {}
-        self._live_by_user: dict[str, int] = defaultdict(int)
-        self._starts: dict[str, deque[float]] = defaultdict(deque)
-        self._reapers: dict[str, asyncio.TimerHandle] = {}
+        # A running stream nobody follows is cancelled when its abandon timer fires (the resume window);
+        # a finished stream is forgotten when its forget timer fires. Two maps so one never clobbers the other.
+        self._abandon: dict[str, asyncio.TimerHandle] = {}
+        self._forget_at: dict[str, asyncio.TimerHandle] = {}
         self.draining = False
 
     # -- starting -------------------------------------------------------------
@@ -107,52 +111,41 @@ class SessionManager:
             )
         if usable[0].id != chain[0].id and chain[0].provider not in {m.provider for m in usable}:
             log.info("chain shortened", extra={"user_id": user_id, "model": chain[0].id, "using": usable[0].id})
-        self._check_rate(user_id)
-        if self._live_by_user[user_id] >= self.limits.max_concurrent_streams:
-            raise SessionError(
-                "too_many_streams",
-                f"at most {self.limits.max_concurrent_streams} concurrent streams",
-                status=429,
-                retryable=True,
-            )
         remaining = await self.budget.remaining_usd(user_id)
         if remaining is not None and remaining <= 0:
             raise SessionError("budget_exceeded", "your spend cap is reached", status=402)
+        try:
+            await self.limiter.admit(user_id)
+        except LimitExceeded as exc:
+            log.info("stream refused", extra={"user_id": user_id, "code": exc.code})
+            raise SessionError(exc.code, exc.message, status=429, retryable=True) from None
         sid = new_stream_id()
-        session = StreamSession(
-            stream_id=sid,
-            user_id=user_id,
-            client_id=params.client_id,
-            request=params.request,
-            chain=usable,
-            policy=params.policy,
-            router=self.router,
-            keys=resolver,
-            log=self._log_factory(sid),
-            ledger=self.ledger,
-            spend=self.spend,
-            budget_usd=remaining,
-            on_end=self._ended,
-        )
+        try:
+            session = StreamSession(
+                stream_id=sid,
+                user_id=user_id,
+                client_id=params.client_id,
+                request=params.request,
+                chain=usable,
+                policy=params.policy,
+                router=self.router,
+                keys=resolver,
+                log=self._log_factory(sid),
+                ledger=self.ledger,
+                spend=self.spend,
+                budget_usd=remaining,
+                on_end=self._ended,
+            )
+        except BaseException:
+            self.limiter.release(user_id)
+            raise
         self._sessions[sid] = session
-        self._live_by_user[user_id] += 1
         session.start()
         log.info(
             "stream start",
             extra={"stream_id": sid, "user_id": user_id, "model": usable[0].id, "provider": usable[0].provider},
         )
         return session
-
-    def _check_rate(self, user_id: str) -> None:
-        now = self._clock()
-        q = self._starts[user_id]
-        while q and q[0] <= now - 60:
-            q.popleft()
-        if len(q) >= self.limits.starts_per_minute:
-            raise SessionError(
-                "rate_limited", f"at most {self.limits.starts_per_minute} streams a minute", status=429, retryable=True
-            )
-        q.append(now)
 
     # -- finding and attaching --------------------------------------------------
 
@@ -165,7 +158,7 @@ class SessionManager:
 
     def attach(self, session: StreamSession) -> None:
         session.subscribers += 1
-        timer = self._reapers.pop(session.id, None)
+        timer = self._abandon.pop(session.id, None)
         if timer is not None:
             timer.cancel()
 
@@ -179,50 +172,72 @@ class SessionManager:
             session.cancel("disconnect")
             return
         loop = asyncio.get_running_loop()
-        self._reapers[session.id] = loop.call_later(window, self._abandon, session)
+        self._abandon[session.id] = loop.call_later(window, self._abandoned, session)
 
-    def _abandon(self, session: StreamSession) -> None:
-        self._reapers.pop(session.id, None)
-        if session.subscribers == 0:
-            session.cancel("disconnect")
+    def _abandoned(self, session: StreamSession) -> None:
+        self._abandon.pop(session.id, None)
+        if session.subscribers == 0 and session.cancel("disconnect"):
+            log.info("stream abandoned", extra={"stream_id": session.id, "user_id": session.user_id})
 
     def _ended(self, session: StreamSession) -> None:
-        self._live_by_user[session.user_id] -= 1
-        if self._live_by_user[session.user_id] <= 0:
-            del self._live_by_user[session.user_id]
-        # Keep the finished log around for the resume window so a dropped client can fetch the tail.
-        loop = asyncio.get_running_loop()
-        timer = self._reapers.pop(session.id, None)
+        self.limiter.release(session.user_id)
+        timer = self._abandon.pop(session.id, None)
         if timer is not None:
             timer.cancel()
-        self._reapers[session.id] = loop.call_later(max(self.limits.resume_window_s, 1.0), self._forget, session.id)
+        if session.cancel_reason == "disconnect":
+            # Nobody came back within the window: the stream is over for good.
+            self._forget(session.id)
+            return
+        # Keep the finished log for the resume window so a dropped client can still fetch the tail.
+        loop = asyncio.get_running_loop()
+        self._forget_at[session.id] = loop.call_later(max(self.limits.resume_window_s, 1.0), self._forget, session.id)
 
     def _forget(self, stream_id: str) -> None:
-        self._reapers.pop(stream_id, None)
+        timer = self._forget_at.pop(stream_id, None)
+        if timer is not None:
+            timer.cancel()
         self._sessions.pop(stream_id, None)
 
     def live_count(self, user_id: str | None = None) -> int:
-        if user_id is None:
-            return sum(self._live_by_user.values())
-        return self._live_by_user.get(user_id, 0)
+        return sum(1 for s in self._sessions.values() if not s.finished and (user_id is None or s.user_id == user_id))
 
     def live_sessions(self) -> list[StreamSession]:
         return [s for s in self._sessions.values() if not s.finished]
 
     # -- shutdown ---------------------------------------------------------------
 
-    async def drain(self, deadline_s: float) -> None:
-        """Refuse new streams, let running ones finish until the deadline, then tell the rest to reconnect."""
-        self.draining = True
+    def begin_drain(self) -> None:
+        """From now on new streams are refused (and readiness fails); running ones carry on."""
+        if not self.draining:
+            self.draining = True
+            log.info("draining", extra={"live_streams": self.live_count()})
+
+    async def drain(self, deadline_s: float, *, reconnect_after_ms: int = 1000) -> int:
+        """Refuse new streams, let running ones finish until the deadline, then stop the rest.
+
+        The streams still running at the deadline get `server.draining` (with a reconnect hint), are cancelled
+        and billed. Returns how many were stopped that way.
+        """
+        self.begin_drain()
         live = self.live_sessions()
-        if live:
+        if live and deadline_s > 0:
             await asyncio.wait([asyncio.ensure_future(s.wait()) for s in live], timeout=deadline_s)
+        stopped = 0
         for s in self.live_sessions():
-            s.emit("server.draining", {"reconnect_after_ms": 1000, "message": "the server is restarting"})
-            s.cancel("drain")
+            if s.task is None or s.task.done():
+                continue
+            s.emit(
+                "server.draining",
+                {"reconnect_after_ms": reconnect_after_ms, "message": "the server is restarting; reconnect shortly"},
+            )
+            stopped += s.cancel("drain")
         tasks = [s.task for s in self._sessions.values() if s.task is not None and not s.task.done()]
         if tasks:
             await asyncio.wait(tasks)
-        for timer in self._reapers.values():
+        for timer in [*self._abandon.values(), *self._forget_at.values()]:
             timer.cancel()
-        self._reapers.clear()
+        self._abandon.clear()
+        self._forget_at.clear()
+        if stopped:
+            log.info("drain stopped streams", extra={"stopped": stopped})
+        return stopped

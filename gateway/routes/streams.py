@@ -8,6 +8,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.deps import CurrentUser, ServicesDep
 from gateway.errors import error_response
+from gateway.routes.tickets import HeaderOrTicketUser
 from gateway.schemas import ChatBody, describe, to_start_params
 from gateway.sse import EventStreamResponse
 
@@ -50,19 +51,21 @@ async def chat_stream(request: Request, user: CurrentUser, services: ServicesDep
 
 
 def parse_cursor(stream_id: str, last_event_id: str | None, after: int | None) -> int:
-    if after is not None:
-        return max(0, after)
+    """Where to resume: `Last-Event-ID` (what EventSource sends on its own reconnects) wins over `?after=`,
+    which a page uses when it opens a fresh EventSource (with a fresh ticket) after the browser gave up."""
     if last_event_id:
-        sid, _, seq = last_event_id.rpartition(":")
+        sid, _, seq = last_event_id.strip().rpartition(":")
         if sid == stream_id and seq.isdigit():
             return int(seq)
+    if after is not None:
+        return max(0, after)
     return 0
 
 
 @router.get("/v1/streams/{stream_id}/events", response_model=None)
 async def stream_events(
     stream_id: str,
-    user: CurrentUser,
+    user: HeaderOrTicketUser,
     services: ServicesDep,
     after: int | None = None,
     last_event_id: str | None = Header(None),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -14,6 +15,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.auth import AuthError, Principal
 from gateway.deps import bearer_token, get_services
+from gateway.routes.tickets import redeem_ticket
 from gateway.schemas import ChatStartFrame, InputTooLarge, describe, to_start_params
 from gateway.services import Services
 from sessions.log import ResumeTooOld
@@ -63,6 +65,15 @@ def _subprotocol_token(ws: WebSocket) -> str | None:
     return None
 
 
+def frame_too_large(text: str, limit: int) -> bool:
+    # Characters first (cheap); bytes only when it could matter, since a character may take up to 4 bytes.
+    return len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit)
+
+
+def auth_ok(user: Principal) -> dict[str, Any]:
+    return {"type": "auth.ok", "user_id": user.user_id, "expires_at": user.expires_at}
+
+
 class Connection:
     """One socket: reads frames, starts and cancels streams, forwards their events."""
 
@@ -75,6 +86,7 @@ class Connection:
         self.forwarders: dict[str, tuple[StreamSession, asyncio.Task[None]]] = {}
         self.send_lock = asyncio.Lock()
         self.closed = False
+        self.close_code: int | None = None
 
     async def send_bytes_as_text(self, data: bytes) -> None:
         async with self.send_lock:
@@ -95,14 +107,39 @@ class Connection:
             }
         )
 
+    async def close(self, code: int, reason: str) -> None:
+        """Close from our side (token expired); the read loop then sees the disconnect and cleans up."""
+        if self.close_code is not None:
+            return
+        self.close_code = code
+        async with self.send_lock:
+            with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+                await self.ws.close(code, reason)
+
+    async def watch_expiry(self) -> None:
+        """Close with 4001 once the token expires, unless an `auth` frame brought a fresh one meanwhile."""
+        while self.close_code is None:
+            expires_at = self.user.expires_at
+            if expires_at is None:
+                return
+            left = expires_at - time.time()
+            if left <= 0:
+                log.info("socket token expired", extra={"user_id": self.user.user_id})
+                await self.close(CLOSE_TOKEN_EXPIRED, "token_expired")
+                return
+            await asyncio.sleep(min(left, 3600.0))
+
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         limit = self.services.settings.gateway_max_frame_bytes
+        watcher = asyncio.create_task(self.watch_expiry())
         try:
             while True:
                 msg = await self.ws.receive()
                 if msg["type"] == "websocket.disconnect":
                     break
+                if self.close_code is not None:
+                    continue  # closing: ignore what is still in flight
                 if not self.bucket.take(loop.time()):
                     await self.error("rate_limited", "too many frames; slow down", retryable=True)
                     continue
@@ -110,7 +147,7 @@ class Connection:
                 if text is None:
                     await self.error("invalid_frame", "send JSON text frames, not binary")
                     continue
-                if len(text) > limit:
+                if frame_too_large(text, limit):
                     await self.error("frame_too_large", f"frames are limited to {limit} bytes")
                     continue
                 await self.handle(text)
@@ -118,11 +155,14 @@ class Connection:
             pass
         finally:
             self.closed = True
+            watcher.cancel()
             for _session, task in list(self.forwarders.values()):
                 task.cancel()
             for _session, task in list(self.forwarders.values()):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
 
     async def handle(self, text: str) -> None:
         try:
@@ -143,6 +183,8 @@ class Connection:
             await self.resume(frame, client_id)
         elif kind == "ping":
             await self.send_json({"type": "pong", "id": client_id})
+        elif kind == "auth":
+            await self.reauth(frame, client_id)
         elif kind is None:
             await self.error("invalid_frame", "the frame has no 'type'", client_id)
         else:
@@ -168,6 +210,23 @@ class Connection:
             return
         self.follow(parsed.id, session, 0)
 
+    async def reauth(self, frame: dict[str, Any], client_id: str | None) -> None:
+        """A fresh token for this socket (before the current one expires). Same user only."""
+        token = frame.get("token")
+        if not isinstance(token, str) or not token:
+            await self.error("invalid_frame", "auth needs 'token' (string)", client_id)
+            return
+        try:
+            user = await self.services.auth.verify(token)
+        except AuthError as exc:
+            await self.error(exc.code, exc.message, client_id)
+            return
+        if user.user_id != self.user.user_id:
+            await self.error("user_mismatch", "the new token is for another user; open a new socket", client_id)
+            return
+        self.user = user
+        await self.send_json({**auth_ok(user), "id": client_id})
+
     def follow(self, client_id: str, session: StreamSession, after_seq: int) -> None:
         self.services.sessions.attach(session)
         task = asyncio.create_task(self.forward(client_id, session, after_seq))
@@ -179,6 +238,10 @@ class Connection:
             async for batch in session.log.follow(after_seq):
                 for entry in batch:
                     await send(entry.data)
+        except ResumeTooOld as exc:
+            # The cursor fell off the bounded log between the check and the first read.
+            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                await self.error(exc.code, str(exc), client_id)
         except (WebSocketDisconnect, OSError, RuntimeError):
             pass  # the socket went away; the session keeps generating for the resume window
         finally:
@@ -217,14 +280,54 @@ class Connection:
         self.follow(key, session, last_seq)
 
 
-async def authenticate(ws: WebSocket, services: Services) -> tuple[Principal, str | None]:
+async def authenticate(ws: WebSocket, services: Services) -> tuple[Principal | None, str | None]:
+    """Who is connecting, from the handshake: `?ticket=`, the Authorization header, or the `bearer` subprotocol.
+
+    Returns (None, subprotocol) when the handshake carries no credential: the first frame must then be `auth`.
+    Whenever the client offered `bearer`, we answer with it, or browsers fail the handshake.
+    """
+    offered = _subprotocol_token(ws)
+    subprotocol = "bearer" if offered is not None else None
+    ticket = ws.query_params.get("ticket")
+    if ticket:
+        return await redeem_ticket(services, ticket), subprotocol
     token = bearer_token(ws)
-    sub = _subprotocol_token(ws)
-    if token is None and sub is not None:
-        return await services.auth.verify(sub), "bearer"
-    if token is None:
-        raise AuthError("missing_token", "authenticate with a bearer token")
-    return await services.auth.verify(token), None
+    if token is not None:
+        return await services.auth.verify(token), subprotocol
+    if offered is not None:
+        return await services.auth.verify(offered), subprotocol
+    return None, subprotocol
+
+
+async def first_frame_auth(ws: WebSocket, services: Services) -> Principal | None:
+    """Wait a few seconds for `{"type":"auth","token":...}`; close 4408 if none comes, 4401 if it is refused."""
+    settings = services.settings
+    try:
+        async with asyncio.timeout(settings.gateway_ws_auth_timeout_s):
+            msg = await ws.receive()
+    except TimeoutError:
+        await ws.close(CLOSE_AUTH_TIMEOUT, "auth_timeout")
+        return None
+    if msg["type"] == "websocket.disconnect":
+        return None
+    text = msg.get("text")
+    frame: object = None
+    if text is not None and not frame_too_large(text, settings.gateway_max_frame_bytes):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            frame = orjson.loads(text)
+    if not isinstance(frame, dict) or frame.get("type") != "auth":
+        frame = {}
+    token = frame.get("token")
+    if not isinstance(token, str) or not token:
+        await ws.close(CLOSE_UNAUTHORIZED, "missing_token")
+        return None
+    try:
+        user = await services.auth.verify(token)
+    except AuthError as exc:
+        await ws.close(CLOSE_UNAUTHORIZED, exc.code)
+        return None
+    await ws.send_text(orjson.dumps({**auth_ok(user), "id": frame.get("id")}).decode())
+    return user
 
 
 @router.websocket("/v1/ws")
@@ -244,6 +347,10 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await ws.close(CLOSE_UNAUTHORIZED, exc.code)
         return
     await ws.accept(subprotocol=subprotocol)
+    if user is None:
+        user = await first_frame_auth(ws, services)
+        if user is None:
+            return
     conn = Connection(ws, services, user)
     await conn.run()
     if ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
