@@ -6,24 +6,37 @@ Outages are real: the Postgres store talks to the real server through a TCP prox
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
+import signal
+import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
+import jwt
 import orjson
 import pytest
 
+from gateway.auth import DEV_ISSUER, DEV_USER_ID
 from gateway.stores.postgres import PostgresStore
 from gateway.stores.sqlite import SQLiteStore
-from sessions.codec import record_to_dict
+from sessions.codec import record_from_dict, record_to_dict
 from sessions.ledger import LedgerWriter, Spool
 from sessions.records import StreamRecord
-from tests.conftest import service_unavailable
+from tests.conftest import Live, service_unavailable
 from tests.support import pg
+from tests.support.clients import collect_sse, user_msg
 from tests.support.proxy import TcpProxy
 from tests.support.records import new_user, record
+from tests.support.server import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
 
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -242,3 +255,149 @@ async def test_shutdown_during_an_outage_spools_everything(proxied: tuple[TcpPro
     assert [orjson.loads(line)["stream_id"] for line in spool_path.read_bytes().splitlines()] == [
         r.stream_id for r in batch
     ]
+
+
+# -- through the gateway ------------------------------------------------------------------------------
+
+STREAMS = 200
+
+
+async def run_streams(url: str, token: str, n: int, concurrency: int = 16) -> list[str]:
+    """n short mock streams over SSE; returns their stream ids (every one must end with `done`)."""
+    sem = asyncio.Semaphore(concurrency)
+    ids: list[str] = []
+    async with httpx.AsyncClient(base_url=url, headers={"authorization": f"Bearer {token}"}, timeout=30) as http:
+
+        async def one(i: int) -> None:
+            async with sem:
+                sse = await collect_sse(
+                    http,
+                    "POST",
+                    "/v1/chat/stream",
+                    json={"model": "mock", "messages": user_msg(f"q{i} [[mock tokens=4]]")},
+                )
+                assert sse[-1].data["type"] == "done", sse[-1].data
+                ids.append(sse[-1].data["stream_id"])
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    return ids
+
+
+@pytest.mark.slow
+async def test_200_streams_complete_while_the_database_is_down_and_land_exactly_once(
+    proxied: tuple[TcpProxy, str], live_factory: Any, database: str
+) -> None:
+    proxy, dsn = proxied
+    await proxy.set_down()
+    live: Live = await live_factory(
+        gateway_store="postgres",
+        database_url=dsn,
+        gateway_starts_per_minute=100_000,
+        gateway_max_concurrent_streams=64,
+    )
+    assert not await live.services.store.ping()
+    ids = await run_streams(live.url, live.token, STREAMS)
+    assert len(set(ids)) == STREAMS
+    ledger = live.services.ledger
+    await wait_for(lambda: ledger.spooled == STREAMS, timeout=30)
+    assert await count_rows(database, ids) == (0, 0, 0)
+
+    proxy.set_up()
+    await wait_for(lambda: ledger.backlog == 0 and not ledger.store_down, timeout=60)
+    assert await count_rows(database, ids) == (STREAMS, STREAMS, STREAMS)
+    # Flushing again (as shutdown does) writes nothing twice.
+    await ledger.flush()
+    assert await count_rows(database, ids) == (STREAMS, STREAMS, STREAMS)
+
+
+def gateway_env(data_dir: Path, dsn: str, signing_key: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "DATABASE_URL", "SUPABASE_"))}
+    env.update(
+        GATEWAY_ENV="development",
+        GATEWAY_DATA_DIR=str(data_dir),
+        GATEWAY_STORE="postgres",
+        DATABASE_URL=dsn,
+        GATEWAY_DEV_SIGNING_KEY=signing_key,
+        GATEWAY_MOCK_DELAY_MS="0",
+        GATEWAY_STARTS_PER_MINUTE="100000",
+        GATEWAY_MAX_CONCURRENT_STREAMS="64",
+        GATEWAY_DRAIN_DEADLINE_S="1",
+        LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+@contextlib.asynccontextmanager
+async def gateway_process(env: dict[str, str]) -> AsyncIterator[tuple[asyncio.subprocess.Process, str]]:
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        "--port",
+        str(port),
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            async with asyncio.timeout(60):
+                while True:
+                    assert proc.returncode is None, "the gateway exited during start-up"
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await http.get(f"{url}/healthz")).status_code == 200:
+                            break
+                    await asyncio.sleep(0.1)
+        yield proc, url
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+def dev_token(signing_key: str) -> str:
+    now = int(time.time())
+    claims = {"sub": DEV_USER_ID, "role": "authenticated", "aud": "authenticated", "iss": DEV_ISSUER}
+    return jwt.encode({**claims, "iat": now, "exp": now + 600}, signing_key, algorithm="HS256")
+
+
+@pytest.mark.slow
+async def test_a_crash_with_records_spooled_loses_nothing_and_counts_nothing_twice(
+    proxied: tuple[TcpProxy, str], database: str, tmp_path: Path
+) -> None:
+    proxy, dsn = proxied
+    await proxy.set_down()
+    key = "crash-test-signing-key-0123456789abcdef0123456789"
+    env = gateway_env(tmp_path / "data", dsn, key)
+    spool = tmp_path / "data" / "ledger-spool.jsonl"
+    n = 60
+    async with gateway_process(env) as (proc, url):
+        ids = await run_streams(url, dev_token(key), n)
+
+        def spooled() -> int:
+            return len(spool.read_bytes().splitlines()) if spool.exists() else 0
+
+        await wait_for(lambda: spooled() == n, timeout=30)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert await count_rows(database, ids) == (0, 0, 0)
+
+    # The database comes back; part of the spool had already been replayed when the process died.
+    proxy.set_up()
+    lines = spool.read_bytes().splitlines()
+    already = [record_from_dict(orjson.loads(line)) for line in lines[:15]]
+    store = PostgresStore(database)
+    await store.open()
+    await store.write_streams(already)
+    await store.aclose()
+
+    async with gateway_process(env) as (proc, url):
+        await wait_for(lambda: not spool.exists(), timeout=60)
+        assert await count_rows(database, ids) == (n, n, n)
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+    assert await count_rows(database, ids) == (n, n, n)
