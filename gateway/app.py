@@ -21,6 +21,7 @@ from gateway.routes import keys as key_routes
 from gateway.routes import tickets as ticket_routes
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.upstreams import compatible_credentials
 from gateway.wiring import build_auth, build_catalog, build_providers, build_store
 from providers.breaker import MemoryBreaker
 from providers.router import Router
@@ -43,7 +44,9 @@ def build_services(settings: Settings) -> Services:
         "gemini": settings.gemini_api_key,
     }
     operator_keys = OperatorKeyDirectory(
-        {p: k.get_secret_value() for p, k in operator.items() if k is not None}, settings.gateway_allow_operator_keys
+        {p: k.get_secret_value() for p, k in operator.items() if k is not None},
+        settings.gateway_allow_operator_keys,
+        shared=compatible_credentials(settings),
     )
     keys = UserKeyDirectory(store, key_ring_for(settings), operator_keys)
     limits = Limits(

@@ -31,10 +31,16 @@ class StaticResolver:
 class OperatorKeyDirectory:
     """Operator keys from settings (only when the operator allows them). User keys arrive with the key store."""
 
-    def __init__(self, operator_keys: Mapping[str, str], allow_operator_keys: bool) -> None:
+    def __init__(
+        self, operator_keys: Mapping[str, str], allow_operator_keys: bool, shared: Mapping[str, str] | None = None
+    ) -> None:
         self._operator = (
             {p: Credential(k, "operator") for p, k in operator_keys.items() if k} if allow_operator_keys else {}
         )
+        # Servers the operator configured for everyone (OpenAI-compatible ones): served regardless of
+        # GATEWAY_ALLOW_OPERATOR_KEYS; an empty key means the server needs none.
+        for name, key in (shared or {}).items():
+            self._operator[name] = Credential(key, "operator" if key else "none")
 
     async def resolver_for(self, user_id: str) -> StaticResolver:
         return StaticResolver(self._operator)

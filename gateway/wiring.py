@@ -10,17 +10,18 @@ from gateway.stores.base import Store
 from gateway.stores.postgres import PostgresStore
 from gateway.stores.sqlite import SQLiteStore
 from gateway.stores.supabase import SupabaseStore
+from gateway.upstreams import build_upstream_providers, compatible_model_entries
 from providers.base import Provider
 from providers.catalog import Catalog
 from providers.mock import MockProvider
 
 
 def build_catalog(settings: Settings) -> Catalog:
-    return Catalog.build(settings.model_entries())
+    return Catalog.build([*compatible_model_entries(settings), *settings.model_entries()])
 
 
 def build_providers(settings: Settings) -> dict[str, Provider]:
-    providers: dict[str, Provider] = {}
+    providers: dict[str, Provider] = build_upstream_providers(settings)
     if settings.gateway_mock_enabled:
         providers["mock"] = MockProvider(settings.gateway_mock_tokens, settings.gateway_mock_delay_ms)
     return providers

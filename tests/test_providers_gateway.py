@@ -1,0 +1,122 @@
+"""The gateway streams real models (OpenAI, Anthropic, Gemini SDKs) pointed at the emulator, end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+
+from providers.catalog import Price
+from providers.events import Usage
+from providers.pricing import _from_price
+from tests.conftest import Live
+from tests.emulators import Emulator, Script
+
+pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator() as e:
+        yield e
+
+
+def emulated(emu: Emulator, **extra: Any) -> dict[str, Any]:
+    return {
+        "openai_base_url": emu.openai_base_url,
+        "anthropic_base_url": emu.anthropic_base_url,
+        "gemini_base_url": emu.gemini_base_url,
+        "openai_api_key": "sk-operator-openai",
+        "anthropic_api_key": "sk-operator-anthropic",
+        "gemini_api_key": "operator-gemini",
+        "gateway_allow_operator_keys": True,
+        **extra,
+    }
+
+
+async def ws_stream(live: Live, frame: dict[str, Any], timeout: float = 20) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    async with websockets.connect(f"{live.ws_url}/v1/ws", additional_headers=live.headers()) as ws:
+        await ws.send(json.dumps({"type": "chat.start", "id": "c1", **frame}))
+        async with asyncio.timeout(timeout):
+            while True:
+                ev = json.loads(await ws.recv())
+                if ev.get("id") != "c1":
+                    continue
+                events.append(ev)
+                if ev["type"] in ("done", "error"):
+                    return events
+
+
+@pytest.mark.parametrize(
+    ("model", "provider", "price"),
+    [
+        ("gpt-5-mini", "openai", Price(Decimal("0.25"), Decimal("2"), Decimal("0.025"))),
+        ("claude-sonnet-4-5", "anthropic", Price(Decimal("3"), Decimal("15"), Decimal("0.30"))),
+        ("gemini-2.5-flash", "gemini", Price(Decimal("0.30"), Decimal("2.50"), Decimal("0.03"))),
+    ],
+)
+async def test_websocket_stream_delivers_emulator_text_with_usage_and_cost(
+    live_factory: Callable[..., Any], emu: Emulator, model: str, provider: str, price: Price
+) -> None:
+    live: Live = await live_factory(**emulated(emu))
+    pieces = ("Bonjour", " à", " tous", " 👋", " — fin.")
+    emu.script(Script(text=pieces, input_tokens=1200, output_tokens=5, cached_tokens=200), model=model)
+    events = await ws_stream(
+        live, {"model": model, "messages": [{"role": "user", "content": "say hi"}], "max_tokens": 100}
+    )
+    assert events[-1]["type"] == "done", events[-1]
+    assert "".join(e["text"] for e in events if e["type"] == "delta") == "".join(pieces)
+    done = events[-1]
+    assert done["finish_reason"] == "stop"
+    assert done["usage"]["input_tokens"] == 1200 and done["usage"]["output_tokens"] == 5
+    # The published price for that usage (cached input at its own rate).
+    expected = _from_price(price, Usage(1200, 5, 200))
+    assert Decimal(str(done["cost_usd"])) == pytest.approx(expected, rel=Decimal("1e-6"))
+    started = next(e for e in events if e["type"] == "stream.started")
+    assert started["provider"] == provider
+    rec = next(r for r in emu.requests if r.model == model)
+    assert rec.provider == provider and rec.completed
+    assert rec.key_suffix == {"openai": "enai", "anthropic": "opic", "gemini": "mini"}[provider]
+
+
+async def test_model_without_key_is_unavailable(live_factory: Callable[..., Any], emu: Emulator) -> None:
+    live: Live = await live_factory(**emulated(emu, gateway_allow_operator_keys=False))
+    async with httpx.AsyncClient() as client:
+        models = (await client.get(f"{live.url}/v1/models", headers=live.headers())).json()["data"]
+    by_id = {m["id"]: m for m in models}
+    assert by_id["gpt-5-mini"]["available"] is False and by_id["gpt-5-mini"]["unavailable_reason"] == "no_key"
+    events = await ws_stream(
+        live, {"model": "gpt-5-mini", "fallbacks": [], "messages": [{"role": "user", "content": "x"}]}
+    )
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "no_key"
+    assert emu.requests == []
+
+
+async def test_compatible_server_streams_with_its_own_models(live_factory: Callable[..., Any], emu: Emulator) -> None:
+    servers = [
+        {
+            "name": "local-llm",
+            "base_url": emu.openai_base_url,
+            "models": [{"id": "llama-local", "upstream": "llama3.1:8b", "price": {"input": 1, "output": 2}}],
+            "headers": {"x-team": "blue"},
+        }
+    ]
+    live: Live = await live_factory(gateway_compatible_servers=json.dumps(servers))
+    emu.script(Script(text=("from", " llama"), input_tokens=10, output_tokens=2), model="llama3.1:8b")
+    events = await ws_stream(
+        live,
+        {"model": "llama-local", "fallbacks": [], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 9},
+    )
+    assert events[-1]["type"] == "done", events[-1]
+    assert "".join(e["text"] for e in events if e["type"] == "delta") == "from llama"
+    assert Decimal(str(events[-1]["cost_usd"])) == Decimal("0.000014")
+    rec = emu.last
+    assert rec.model == "llama3.1:8b" and rec.headers["x-team"] == "blue"
+    assert rec.body["max_tokens"] == 9 and "max_completion_tokens" not in rec.body
