@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from gateway.stores.base import Store, StoreError, UnknownUser
@@ -24,6 +25,7 @@ from gateway.stores.supabase import SupabaseStore
 from tests.conftest import service_unavailable
 from tests.postgrest.server import PostgrestEmulator, mint_key
 from tests.support import pg
+from tests.support.clients import collect_sse, user_msg
 from tests.support.records import new_user, record
 from tests.support.server import serve
 
@@ -36,6 +38,7 @@ class Backend:
     store: Store
     dsn: str | None = None
     emulator: PostgrestEmulator | None = None
+    url: str | None = None
 
     async def add_user(self, user_id: str) -> None:
         """Supabase-backed stores keep keys and budgets only for users in auth.users."""
@@ -77,7 +80,7 @@ async def backend(request: Any, tmp_path_factory: pytest.TempPathFactory) -> Asy
                 sstore = SupabaseStore(url, mint_key(JWT_SECRET, "service_role"))
                 await sstore.open()
                 try:
-                    yield Backend(kind, sstore, dsn, emulator)
+                    yield Backend(kind, sstore, dsn, emulator, url)
                 finally:
                     await sstore.aclose()
         finally:
@@ -316,3 +319,66 @@ async def test_the_supabase_store_goes_through_postgrest(backend: Backend) -> No
         ("POST", "/rest/v1/rpc/put_user_secret"),
         ("GET", "/rest/v1/user_secrets"),
     ]
+
+
+# -- the whole gateway on each store ----------------------------------------------------------------
+
+SCRIPTS = {
+    "plain": ("mock", None, "plain [[mock tokens=5]]"),
+    "fallback": ("mock", ["mock-backup"], "fell back [[mock tokens=8 fail_after=3 only=mock]]"),
+    "failed": ("mock", [], "refused [[mock fail_after=0 fail=bad_request]]"),
+}
+
+
+async def test_the_gateway_records_every_stream_as_it_reported_it(backend: Backend, live_factory: Any) -> None:
+    overrides: dict[str, Any] = {"gateway_store": backend.name}
+    if backend.name == "postgres":
+        overrides["database_url"] = backend.dsn
+    elif backend.name == "supabase":
+        assert backend.emulator is not None and backend.url is not None
+        overrides.update(supabase_url=backend.url, supabase_service_role_key=mint_key(JWT_SECRET, "service_role"))
+    live = await live_factory(**overrides)
+    user = new_user()
+    token = live.services.auth.mint_dev_token(user)
+    reported: dict[str, dict[str, Any]] = {}
+    async with httpx.AsyncClient(base_url=live.url, headers={"authorization": f"Bearer {token}"}, timeout=20) as http:
+        for model, fallbacks, prompt in SCRIPTS.values():
+            body: dict[str, Any] = {"model": model, "messages": user_msg(prompt)}
+            if fallbacks is not None:
+                body["fallbacks"] = fallbacks
+            events = [e.data for e in await collect_sse(http, "POST", "/v1/chat/stream", json=body)]
+            usage = [e for e in events if e["type"] == "usage"]
+            reported[events[-1]["stream_id"]] = {"last": events[-1], "usage": usage}
+    await live.services.ledger.flush()
+    assert live.services.ledger.backlog == 0
+    reader = backend.store if backend.dsn is not None else live.services.store  # SQLite: the gateway's own file
+    rows = {r.stream_id: r for r in await reader.recent_streams(user, 10)}
+    assert set(rows) == set(reported)
+    for sid_, rep in reported.items():
+        row, last = rows[sid_], rep["last"]
+        assert row.user_id == user
+        if last["type"] == "done":
+            assert row.status == "done" and row.finish_reason == last["finish_reason"]
+            assert row.cost_usd == Decimal(last["cost_usd"])
+            assert (row.input_tokens, row.output_tokens) == (
+                last["usage"]["input_tokens"],
+                last["usage"]["output_tokens"],
+            )
+        else:
+            assert row.status == "error" and row.error_code == last["code"]
+        assert [
+            (s.segment, s.model, s.status, s.reason, s.output_tokens, s.cost_usd, s.estimated) for s in row.segments
+        ] == [
+            (
+                u["segment"],
+                u["model"],
+                u["status"],
+                u["reason"],
+                u["output_tokens"],
+                Decimal(u["cost_usd"]),
+                u["estimated"],
+            )
+            for u in rep["usage"]
+        ]
+    fell_back = next(r for r in rows.values() if len(r.segments) == 2)
+    assert fell_back.models_tried == ["mock", "mock-backup"]
