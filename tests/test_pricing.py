@@ -1,0 +1,90 @@
+"""Money: published prices for known usage, tiers, cached input, and the configuration override."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from gateway.upstreams import compatible_model_entries
+from gateway.wiring import build_catalog
+from providers.catalog import Catalog
+from providers.events import Usage
+from providers.pricing import cost_usd, estimate_tokens, is_priced
+from tests.conftest import make_settings
+
+M = 1_000_000
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    return Catalog.build()
+
+
+@pytest.mark.parametrize(
+    ("model", "usage", "expected"),
+    [
+        ("gpt-5-mini", Usage(M, M), "2.25"),
+        ("gpt-5", Usage(M, M), "11.25"),
+        ("gpt-5", Usage(M, 0, M), "0.125"),  # all input cached
+        ("claude-sonnet-4-5", Usage(M // 10, M // 100), "0.45"),  # 100k in, 10k out: base tier
+        ("claude-sonnet-4-5", Usage(300_000, 10_000), "2.025"),  # over 200k input: 6 / 22.50
+        ("claude-opus-4-1", Usage(M, M), "90"),
+        ("gemini-2.5-flash", Usage(M, M, M // 2), "2.665"),  # half the input cached at 0.03
+        ("gemini-2.5-pro", Usage(100_000, 10_000), "0.225"),
+        ("gemini-2.5-pro", Usage(300_000, 10_000, 100_000), "0.675"),  # over 200k: 2.50 / 0.25 / 15
+    ],
+)
+def test_published_prices(catalog: Catalog, model: str, usage: Usage, expected: str) -> None:
+    cost = cost_usd(catalog.resolve(model), usage)
+    assert isinstance(cost, Decimal)
+    assert cost == Decimal(expected)
+
+
+def test_tier_applies_only_above_the_threshold(catalog: Catalog) -> None:
+    spec = catalog.resolve("claude-sonnet-4-5")
+    at = cost_usd(spec, Usage(200_000, 0))
+    above = cost_usd(spec, Usage(200_001, 0))
+    assert at == Decimal("0.6")
+    assert above > at * 2 - Decimal("0.001")  # the whole prompt moves to the higher rate
+
+
+def test_configuration_overrides_and_adds_prices(tmp_path: object) -> None:
+    models = [
+        {"id": "gpt-5-mini", "price": {"input": 1, "output": 3}},
+        {
+            "id": "house-model",
+            "provider": "openai",
+            "upstream": "house-model-v2",
+            "price": {
+                "input": "0.5",
+                "output": "1.5",
+                "cached_input": "0.05",
+                "tier_threshold": 1000,
+                "tier_input": 1,
+                "tier_output": 3,
+            },
+        },
+    ]
+    settings = make_settings(tmp_path, gateway_models=json.dumps(models))  # type: ignore[arg-type]
+    cat = build_catalog(settings)
+    assert cost_usd(cat.resolve("gpt-5-mini"), Usage(M, M)) == Decimal(4)
+    house = cat.resolve("house-model")
+    assert is_priced(house)
+    assert cost_usd(house, Usage(1000, 1000, 500)) == Decimal("0.001775")  # 500 x 0.5 + 500 x 0.05 + 1000 x 1.5
+    assert cost_usd(house, Usage(2000, 1000)) == Decimal("0.005")  # tier rates above 1000 input tokens
+
+
+def test_unknown_models_cost_zero_and_are_reported_unpriced(tmp_path: object) -> None:
+    servers = [{"name": "local-llm", "base_url": "http://127.0.0.1:1/v1", "models": ["llama3.1:8b"]}]
+    settings = make_settings(tmp_path, gateway_compatible_servers=json.dumps(servers))  # type: ignore[arg-type]
+    assert compatible_model_entries(settings) == [{"id": "llama3.1:8b", "provider": "local-llm"}]
+    spec = build_catalog(settings).resolve("llama3.1:8b")
+    assert not is_priced(spec)
+    assert cost_usd(spec, Usage(1000, 1000)) == 0
+
+
+def test_output_estimate_from_text() -> None:
+    assert estimate_tokens("") == 0
+    assert estimate_tokens("abcd" * 25) == 25
