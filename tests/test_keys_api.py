@@ -216,3 +216,47 @@ async def test_a_stream_uses_the_stored_key_and_the_key_never_shows_up_anywhere(
     for secret in (USER_KEY, wrong, USER_KEY[14:40]):
         assert secret not in everything
     assert "sk-proj-…Zz9q" in everything  # the hint is what a user sees instead
+
+
+# -- through an official SDK against the provider emulator -------------------------------------------
+
+OPERATOR_KEY = "sk-operator-key-for-everyone-0000OPER"
+
+
+async def test_the_users_key_goes_upstream_through_the_openai_sdk_before_the_operators(
+    live_factory: Any, captured: Capture
+) -> None:
+    from tests.emulators import Emulator, Script
+
+    async with Emulator() as emu:
+        live: Live = await live_factory(
+            openai_base_url=emu.openai_base_url,
+            openai_api_key=OPERATOR_KEY,
+            gateway_allow_operator_keys=True,
+        )
+        frame = {"model": "gpt-5-mini", "fallbacks": [], "messages": user_msg("hello"), "max_tokens": 20}
+        bodies: list[str] = []
+        async with httpx.AsyncClient(base_url=live.url, headers=live.headers(), timeout=20) as http:
+            emu.script(Script(text=("operator", " pays")), model="gpt-5-mini")
+            sse = await collect_sse(http, "POST", "/v1/chat/stream", json=frame)
+            assert sse[-1].data["type"] == "done" and emu.last.key_suffix == OPERATOR_KEY[-4:]
+
+            r = await http.put("/v1/keys/openai", json={"api_key": USER_KEY})
+            assert r.status_code == 200
+            emu.script(Script(text=("you", " pay")), model="gpt-5-mini")
+            sse = await collect_sse(http, "POST", "/v1/chat/stream", json=frame)
+            bodies.append(json.dumps([e.data for e in sse]))
+            assert sse[-1].data["type"] == "done" and emu.last.key_suffix == USER_KEY[-4:]
+
+            # The upstream refuses the key and says so, quoting it: nothing of it reaches the client or the logs.
+            emu.script(Script(status=401, error_message=f"Incorrect API key provided: {USER_KEY}"), model="gpt-5-mini")
+            sse = await collect_sse(http, "POST", "/v1/chat/stream", json=frame)
+            bodies.append(json.dumps([e.data for e in sse]))
+            assert sse[-1].data["type"] == "error"
+
+            await http.delete("/v1/keys/openai")
+            emu.script(Script(text=("operator", " again")), model="gpt-5-mini")
+            sse = await collect_sse(http, "POST", "/v1/chat/stream", json=frame)
+            assert sse[-1].data["type"] == "done" and emu.last.key_suffix == OPERATOR_KEY[-4:]
+        everything = "\n".join(bodies) + "\n" + captured.text()
+        assert USER_KEY not in everything and USER_KEY[14:40] not in everything
