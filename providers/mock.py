@@ -81,11 +81,20 @@ def mock_word(seed: int, i: int) -> str:
 
 
 def _already_written(request: ChatRequest) -> int:
-    """Words of the answer already present as an assistant prefill or a continue turn."""
-    last_assistant = next((m for m in reversed(request.messages) if m.role == "assistant"), None)
-    if last_assistant is None or last_assistant.tool_calls:
+    """Words of the answer already present as an assistant prefill or a continue turn.
+
+    An earlier answer in a multi-turn chat is neither: only a trailing assistant message (prefill), or one
+    followed by a user turn asking to continue, counts.
+    """
+    msgs = request.messages
+    if not msgs:
         return 0
-    return len(last_assistant.text().split())
+    target = msgs[-1]
+    if target.role == "user" and len(msgs) >= 2 and "continue" in target.text().lower():
+        target = msgs[-2]
+    if target.role != "assistant" or target.tool_calls:
+        return 0
+    return len(target.text().split())
 
 
 class MockProvider:
