@@ -16,7 +16,7 @@ from gateway.crypto import key_ring_for
 from gateway.errors import install_error_handlers
 from gateway.keys import OperatorKeyDirectory, UserKeyDirectory
 from gateway.routes import budget as budget_routes
-from gateway.routes import health, models, openai_compat, streams, usage, ws
+from gateway.routes import health, models, openai_compat, pages, streams, usage, ws
 from gateway.routes import keys as key_routes
 from gateway.routes import tickets as ticket_routes
 from gateway.services import Services
@@ -108,7 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["authorization", "content-type", "last-event-id", "x-client-id"],
             expose_headers=["x-stream-id"],
         )
-    for module in (health, models, streams, ws, usage, openai_compat):
+    for module in (health, models, streams, ws, usage, openai_compat, pages):
         app.include_router(module.router)
     app.include_router(ticket_routes.router)
     app.include_router(key_routes.router)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -20,6 +21,7 @@ from gateway.auth import Principal
 from gateway.bus import ALL, SpendBus
 from gateway.deps import CurrentUser, ServicesDep
 from gateway.errors import error_response
+from gateway.routes.tickets import HeaderOrTicketUser
 from gateway.services import Services
 from gateway.stores.base import StreamRow, UsageTotals
 
@@ -181,10 +183,11 @@ def event_name(data: bytes) -> bytes:
 class SpendStreamResponse(Response):
     """Server-sent events from the spend bus for one subscriber, with heartbeat comments."""
 
-    def __init__(self, bus: SpendBus, key: str, *, ping_s: float) -> None:
+    def __init__(self, bus: SpendBus, key: str, *, ping_s: float, closing: Callable[[], bool] = lambda: False) -> None:
         self.bus = bus
         self.key = key
         self.ping_s = ping_s
+        self.closing = closing
         self.status_code = 200
         self.background = None
         self.raw_headers = [
@@ -231,7 +234,13 @@ class SpendStreamResponse(Response):
                     if msg["type"] == "http.disconnect":
                         return
 
-            tasks = [asyncio.ensure_future(t()) for t in (forward, ping, disconnected)]
+            async def shutting_down() -> None:
+                # An endless response would hold up a graceful shutdown: end it once the server drains,
+                # and the client reconnects (to another instance).
+                while not self.closing():  # noqa: ASYNC110 (a flag the session manager owns)
+                    await asyncio.sleep(0.5)
+
+            tasks = [asyncio.ensure_future(t()) for t in (forward, ping, disconnected, shutting_down)]
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -246,11 +255,16 @@ class SpendStreamResponse(Response):
 
 @router.get("/v1/usage/stream", response_model=None)
 async def usage_stream(
-    user: CurrentUser, services: ServicesDep, user_id: str | None = None
+    user: HeaderOrTicketUser, services: ServicesDep, user_id: str | None = None
 ) -> SpendStreamResponse | JSONResponse:
     """Live spend: `spend.tick` while a stream runs (estimated), `spend.stream` when it ends (settled)."""
     try:
         who = target_user(user, user_id)
     except Forbidden as exc:
         return error_response(403, "forbidden", str(exc))
-    return SpendStreamResponse(services.spend, who or ALL, ping_s=services.settings.gateway_sse_ping_s)
+    return SpendStreamResponse(
+        services.spend,
+        who or ALL,
+        ping_s=services.settings.gateway_sse_ping_s,
+        closing=lambda: services.sessions.draining,
+    )
