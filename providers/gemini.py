@@ -72,15 +72,15 @@ def _make_client(base_url: str, api_key: str, pool: httpx2.AsyncClient) -> genai
     return genai.Client(api_key=api_key or "none", http_options=options)
 
 
-def _image(part: ImagePart) -> dict[str, Any]:
+def _image(part: ImagePart) -> genai_types.Part:
     inline = split_data_url(part.url)
     if inline is not None:
         try:
             data = base64.b64decode(inline[1], validate=True)
         except (binascii.Error, ValueError):
             raise errors.BadRequest("an image data: URL is not valid base64", provider="gemini") from None
-        return {"inline_data": {"mime_type": inline[0], "data": data}}
-    return {"file_data": {"file_uri": part.url, "mime_type": guess_image_type(part.url)}}
+        return genai_types.Part.from_bytes(data=data, mime_type=inline[0])
+    return genai_types.Part.from_uri(file_uri=part.url, mime_type=guess_image_type(part.url))
 
 
 def _tool_result(text: str) -> dict[str, Any]:
@@ -106,11 +106,11 @@ def to_contents(request: ChatRequest) -> list[dict[str, Any]]:
     return out
 
 
-def _parts(msg: Message, names: dict[str, str]) -> list[dict[str, Any]]:
+def _parts(msg: Message, names: dict[str, str]) -> list[Any]:
     if msg.role == "tool":
         name = names.get(msg.tool_call_id or "", msg.tool_call_id or "tool")
         return [{"function_response": {"name": name, "response": _tool_result(msg.text())}}]
-    parts: list[dict[str, Any]] = []
+    parts: list[Any] = []
     if isinstance(msg.content, str):
         if msg.content:
             parts.append({"text": msg.content})
