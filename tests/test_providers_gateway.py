@@ -120,3 +120,56 @@ async def test_compatible_server_streams_with_its_own_models(live_factory: Calla
     rec = emu.last
     assert rec.model == "llama3.1:8b" and rec.headers["x-team"] == "blue"
     assert rec.body["max_tokens"] == 9 and "max_completion_tokens" not in rec.body
+
+
+async def test_midstream_drop_continues_on_another_provider(live_factory: Callable[..., Any], emu: Emulator) -> None:
+    live: Live = await live_factory(**emulated(emu))
+    emu.script(Script(text=("One,", " two,", " three"), drop_after=2), model="gpt-5-mini")
+    emu.script(Script(text=(" three,", " four."), input_tokens=30, output_tokens=2), model="claude-sonnet-4-5")
+    events = await ws_stream(
+        live,
+        {
+            "model": "gpt-5-mini",
+            "fallbacks": ["claude-sonnet-4-5"],
+            "messages": [{"role": "user", "content": "count to four"}],
+        },
+    )
+    assert events[-1]["type"] == "done", events[-1]
+    fallback = next(e for e in events if e["type"] == "fallback")
+    assert fallback["from_model"] == "gpt-5-mini" and fallback["to_model"] == "claude-sonnet-4-5"
+    assert fallback["reason"] == "connection_lost"
+    assert "".join(e["text"] for e in events if e["type"] == "delta") == "One, two, three, four."
+    # Claude continued from the partial answer as an assistant prefill.
+    claude = next(r for r in emu.requests if r.model == "claude-sonnet-4-5")
+    assert claude.body["messages"][-1]["role"] == "assistant"
+    assert claude.body["messages"][-1]["content"][0]["text"] == "One, two,"
+
+
+async def test_client_cancel_closes_the_upstream_request(live_factory: Callable[..., Any], emu: Emulator) -> None:
+    live: Live = await live_factory(**emulated(emu))
+    emu.script(Script(text=tuple(f" w{i}" for i in range(200)), delay=0.02), model="gemini-2.5-flash")
+    async with websockets.connect(f"{live.ws_url}/v1/ws", additional_headers=live.headers()) as ws:
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "chat.start",
+                    "id": "c1",
+                    "model": "gemini-2.5-flash",
+                    "fallbacks": [],
+                    "messages": [{"role": "user", "content": "go on"}],
+                }
+            )
+        )
+        async with asyncio.timeout(20):
+            deltas = 0
+            while deltas < 3:
+                ev = json.loads(await ws.recv())
+                deltas += ev.get("type") == "delta"
+            await ws.send(json.dumps({"type": "chat.cancel", "id": "c1"}))
+            assert await emu.wait_disconnect(timeout=5)
+            while True:
+                ev = json.loads(await ws.recv())
+                if ev.get("type") in ("done", "error"):
+                    break
+    rec = emu.last
+    assert rec.model == "gemini-2.5-flash" and not rec.completed and rec.tokens_sent < 200
