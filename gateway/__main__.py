@@ -1,4 +1,4 @@
-"""`python -m gateway`: run the gateway with uvicorn (uvloop, httptools)."""
+"""`python -m gateway`: run the gateway with uvicorn (uvloop, httptools), draining gracefully on SIGTERM."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import uvicorn
 
 from gateway.app import create_app
 from gateway.logs import configure_logging
+from gateway.serving import GatewayServer
 from gateway.settings import SettingsError, load_settings
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.is_dev and settings.host in LOOPBACK and services.dev_token:
         print("Development token (send as Authorization: Bearer <token>):", flush=True)
         print(services.dev_token, flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -50,8 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         access_log=False,
         proxy_headers=True,
         forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
-        timeout_graceful_shutdown=int(settings.gateway_drain_deadline_s) + 3,
+        # Streams are drained before uvicorn's shutdown starts (see gateway.serving); this only bounds the
+        # closing of what is left (idle sockets, keep-alive connections).
+        timeout_graceful_shutdown=3,
     )
+    GatewayServer(config, services).run()
     return 0
 
 

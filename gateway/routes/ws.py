@@ -337,7 +337,9 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         await ws.close(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
         return
     if services.sessions.draining:
-        await ws.close(CLOSE_SERVICE_RESTART, "server restarting")
+        # Accepted first so the client sees 1012 (reconnect elsewhere) rather than a bare HTTP 403.
+        await ws.accept(subprotocol="bearer" if _subprotocol_token(ws) else None)
+        await ws.close(CLOSE_SERVICE_RESTART, "draining")
         return
     try:
         user, subprotocol = await authenticate(ws, services)
