@@ -260,3 +260,32 @@ async def test_the_users_key_goes_upstream_through_the_openai_sdk_before_the_ope
             assert sse[-1].data["type"] == "done" and emu.last.key_suffix == OPERATOR_KEY[-4:]
         everything = "\n".join(bodies) + "\n" + captured.text()
         assert USER_KEY not in everything and USER_KEY[14:40] not in everything
+
+
+async def test_a_key_row_copied_to_another_user_does_not_decrypt_for_them(
+    keyed: tuple[Live, KeyedProvider], captured: Capture
+) -> None:
+    live, provider = keyed
+    async with httpx.AsyncClient(base_url=live.url, timeout=20) as http:
+        await http.put("/v1/keys/keyed", json={"api_key": USER_KEY}, headers=live.headers())
+        db = live.services.settings.gateway_data_dir / "gateway.sqlite3"
+        with sqlite3.connect(db) as conn:  # someone with database access copies the row to their own account
+            conn.execute(
+                "insert into user_secrets select ?, provider, ciphertext, key_id, hint, created_at, updated_at "
+                "from user_secrets where provider = 'keyed'",
+                (OTHER_USER,),
+            )
+        other = live.headers(live.services.auth.mint_dev_token(OTHER_USER))
+        listed = (await http.get("/v1/keys", headers=other)).json()["data"]
+        assert [k["provider"] for k in listed] == ["keyed"]  # the row is there...
+        r = await http.post("/v1/chat/stream", json={"model": "keyed-1", "messages": user_msg("hi")}, headers=other)
+        assert r.status_code == 403 and r.json()["error"]["code"] == "no_key"  # ...but it is useless to them
+        assert provider.seen == []
+        # The owner still streams with it.
+        async with httpx.AsyncClient(base_url=live.url, headers=live.headers(), timeout=20) as owner:
+            events = await stream(owner, "keyed-1")
+        assert events[-1]["type"] == "done"
+    failures = [r for r in captured.records if r.getMessage() == "stored key cannot be decrypted"]
+    assert failures and getattr(failures[0], "user_id", None) == OTHER_USER
+    assert "another user or provider" in failures[0].error  # type: ignore[attr-defined]
+    assert USER_KEY not in captured.text()
