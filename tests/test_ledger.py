@@ -401,3 +401,24 @@ async def test_a_crash_with_records_spooled_loses_nothing_and_counts_nothing_twi
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
     assert await count_rows(database, ids) == (n, n, n)
+
+
+async def test_a_database_nobody_listens_for_is_unavailable_not_an_error(tmp_path: Path) -> None:
+    from gateway.stores.base import StoreUnavailable
+    from gateway.stores.supabase import SupabaseStore
+
+    port = free_port()  # nothing listens here
+    stores = [
+        PostgresStore(f"postgresql://postgres@127.0.0.1:{port}/nothing", connect_timeout_s=2),
+        SupabaseStore(f"http://127.0.0.1:{port}", "service-role-key", connect_timeout_s=2),
+    ]
+    for store in stores:
+        await store.open()  # must not raise: the gateway starts and spools
+        try:
+            assert not await store.ping()
+            with pytest.raises(StoreUnavailable):
+                await store.write_streams(records(1))
+            with pytest.raises(StoreUnavailable):
+                await store.user_secrets(new_user())
+        finally:
+            await store.aclose()
