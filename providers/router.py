@@ -33,7 +33,7 @@ from providers.catalog import ModelSpec
 from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from providers.pricing import cost_usd, estimate_tokens
 from providers.seam import CONTINUE_INSTRUCTION, SeamTrimmer, continuation_request
-from providers.watchdog import Watchdog
+from providers.watchdog import Watchdog, monotonic
 
 log = logging.getLogger("gateway.router")
 
@@ -254,7 +254,7 @@ class Router:
         task = asyncio.current_task()
         if task is None:  # pragma: no cover - an async generator always runs inside a task
             raise RuntimeError("Router.stream must run inside a task")
-        now = loop.time
+        stamp, keep = monotonic, run.text.append  # locals for the per-token path (run.text is never rebound)
 
         for index, spec in enumerate(chain):
             if run.segments and not run.has_output and clock() >= run.deadline:
@@ -306,7 +306,7 @@ class Router:
                     try:
                         # The per-token path: two float stores for the watchdog, one isinstance chain.
                         while True:
-                            wd.since = now()
+                            wd.since = stamp()
                             try:
                                 ev = await anext_()
                             except StopAsyncIteration:
@@ -325,7 +325,7 @@ class Router:
                                         continue
                                     if out != ev.text:
                                         ev = TextDelta(out)
-                                run.text.append(ev.text)
+                                keep(ev.text)
                                 yield ev
                             elif isinstance(ev, ToolCallDelta):
                                 if not produced:
