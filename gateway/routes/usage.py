@@ -96,20 +96,28 @@ def stream_row_json(r: StreamRow) -> dict[str, Any]:
 
 
 async def budget_json(services: Services, user_id: str, now: datetime) -> dict[str, Any] | None:
-    """Caps, settled spend today and this month (UTC), and what is left under the tighter cap."""
-    budget = await services.store.budget(user_id)
-    day_start = datetime.combine(now.date(), time(), UTC)
-    month_start = day_start.replace(day=1)
-    spend = await services.store.user_spend(user_id, day_start, month_start)
+    """Caps, spend today and this month (UTC), and what is left under the tighter cap.
+
+    The budget guard's figures where it has them: the ones streams are held to, including streams the ledger
+    took but the database does not have yet.
+    """
+    status = await services.budgets.status(user_id) if services.budgets is not None else None
+    if status is not None:
+        budget, today, month = status.budget, status.today_usd, status.month_usd
+    else:
+        budget = await services.store.budget(user_id)
+        day_start = datetime.combine(now.date(), time(), UTC)
+        spend = await services.store.user_spend(user_id, day_start, day_start.replace(day=1))
+        today, month = spend.today_usd, spend.month_usd
     daily = budget.daily_usd if budget is not None else None
     monthly = budget.monthly_usd if budget is not None else None
-    left = [cap - spent for cap, spent in ((daily, spend.today_usd), (monthly, spend.month_usd)) if cap is not None]
+    left = [cap - spent for cap, spent in ((daily, today), (monthly, month)) if cap is not None]
     remaining = max(Decimal(0), min(left)) if left else None
     return {
         "daily_usd": None if daily is None else str(daily),
         "monthly_usd": None if monthly is None else str(monthly),
-        "spent_today_usd": str(spend.today_usd),
-        "spent_month_usd": str(spend.month_usd),
+        "spent_today_usd": str(today),
+        "spent_month_usd": str(month),
         "remaining_usd": None if remaining is None else str(remaining),
     }
 
