@@ -229,3 +229,16 @@ async def test_redis_bus_feeds_a_dashboard_on_another_instance(
     # each event arrived once, through Redis
     settled = [e for e in seen if e["type"] == "spend.stream"]
     assert len(settled) == 1
+
+
+async def test_an_unreachable_redis_never_breaks_streaming(live_factory: Callable[..., Any]) -> None:
+    # Nothing listens on port 1: live spend is dropped (and counted), streams and their billing carry on.
+    live: Live = await live_factory(redis_url="redis://127.0.0.1:1/0", gateway_redis_prefix="unreachable")
+    bus = live.services.spend
+    async with httpx.AsyncClient(timeout=20) as client:
+        events = await run_stream(client, live, "still fine [[mock tokens=5]]")
+        assert events[-1].event == "done"
+        async with asyncio.timeout(10):
+            while bus.dropped < 1:
+                await asyncio.sleep(0.05)
+    assert bus.published >= 1

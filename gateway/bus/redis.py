@@ -29,6 +29,7 @@ class RedisBus(SpendBus):
         self._reader: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self.dropped = 0
+        self._last_warning = -1e9
 
     def channel(self, user_id: str) -> str:
         return self.channel_prefix + user_id
@@ -38,7 +39,7 @@ class RedisBus(SpendBus):
         self._reader = asyncio.create_task(self._read_forever(), name="spend bus redis reader")
         # Wait (briefly) for the subscription so events published right after start are not missed.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._subscribed.wait(), 5)
+            await asyncio.wait_for(self._subscribed.wait(), 2)
         if not self._subscribed.is_set():
             log.warning("spend bus: redis subscription not ready; retrying in the background")
 
@@ -63,7 +64,14 @@ class RedisBus(SpendBus):
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             self.dropped += len(batch)
-            log.warning("spend bus: publish failed, %d events dropped: %s", len(batch), type(exc).__name__)
+            now = asyncio.get_running_loop().time()
+            if now - self._last_warning >= 30:  # one line per outage period, not one per flush
+                self._last_warning = now
+                log.warning(
+                    "spend bus: publish failed, live spend dropped until Redis is back (%d so far): %s",
+                    self.dropped,
+                    type(exc).__name__,
+                )
 
     async def _read_forever(self) -> None:
         assert self._client is not None
