@@ -42,6 +42,7 @@ class _Circuit:
     failures: deque[float] = field(default_factory=deque)
     opened_at: float = 0.0
     probing: bool = False
+    probe_started: float = 0.0
 
 
 class MemoryBreaker:
@@ -83,9 +84,11 @@ class MemoryBreaker:
             if self._clock() - c.opened_at < self.cooldown_s:
                 return False
             c.state = "half_open"
-        if c.probing:
+        now = self._clock()
+        if c.probing and now - c.probe_started < self.cooldown_s:
             return False
-        c.probing = True
+        # No probe out, or one that never reported back within a cool-down (lost): let a new one through.
+        c.probing, c.probe_started = True, now
         return True
 
     async def success(self, provider: str, model: str) -> None:

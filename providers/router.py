@@ -280,11 +280,17 @@ class Router:
                 seg = Segment(len(run.segments) + 1, spec.id, spec.provider, retry=retry, form=form)
                 run.segments.append(seg)
                 pending = run.pending
-                if pending is not None:
-                    run.pending = None
-                    seg.failover_from = pending.failed_at
-                    yield FallbackStarted(pending.from_model, spec.id, pending.reason, pending.chars, pending.mode)
-                yield AttemptStarted(spec, seg.number, retry)
+                try:
+                    if pending is not None:
+                        run.pending = None
+                        seg.failover_from = pending.failed_at
+                        yield FallbackStarted(pending.from_model, spec.id, pending.reason, pending.chars, pending.mode)
+                    yield AttemptStarted(spec, seg.number, retry)
+                except BaseException:
+                    # Closed by the consumer between acquiring and using the circuit: a held half-open
+                    # probe would otherwise keep every other stream off this model.
+                    await self.breaker.release(spec.provider, spec.upstream)
+                    raise
 
                 partial = "".join(run.text) if form != "original" else ""
                 req = request if form == "original" else continuation_request(request, partial, form)

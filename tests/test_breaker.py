@@ -94,3 +94,15 @@ async def test_successes_while_closed_keep_the_window_count() -> None:
     await b.success("p", "m")
     await b.failure("p", "m")
     assert b.state("p", "m") == "open"  # a flapping model still trips the breaker
+
+
+async def test_a_probe_that_never_reports_does_not_block_the_model_forever() -> None:
+    clock = Clock()
+    b = MemoryBreaker(failures=1, window_s=10, cooldown_s=30, clock=clock)
+    await b.failure("p", "m")
+    clock.now += 31
+    assert await b.acquire("p", "m")  # this probe is lost (its stream vanished without a verdict)
+    clock.now += 10
+    assert not await b.acquire("p", "m")
+    clock.now += 25
+    assert await b.acquire("p", "m")

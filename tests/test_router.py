@@ -533,3 +533,18 @@ async def test_mock_fallback_reads_as_one_answer() -> None:
     assert plain.text == out.text
     (fb,) = out.of(FallbackStarted)
     assert (fb.from_model, fb.to_model, fb.mode) == ("mock", "mock-backup", "continue")
+
+
+async def test_closing_the_stream_between_events_releases_a_half_open_probe() -> None:
+    t = FakeTime()
+    breaker = MemoryBreaker(failures=1, window_s=60, cooldown_s=30, clock=t.clock)
+    p = ScriptedProvider("p1")
+    p.script("a", Step(text=(), fail=errors.ServerError()))
+    router = make_router(p, t=t, breaker=breaker, backoff=Backoff(max_retries=0))
+    await run(router, [spec("a"), spec("b")], REQ)
+    t.now += 31
+    gen = router.stream(REQ, [spec("a")], Keys())
+    first = await gen.__anext__()  # the probe is acquired and announced...
+    assert isinstance(first, AttemptStarted)
+    await gen.aclose()  # ...and the consumer goes away before using it
+    assert await breaker.acquire("p1", "a")  # the next stream may probe
