@@ -25,6 +25,7 @@ from gateway.deps import CurrentUser, ServicesDep
 from gateway.errors import error_response
 from gateway.routes.streams import read_json_body
 from gateway.schemas import ChatBody, describe, to_start_params
+from sessions.log import ResumeTooOld
 from sessions.manager import SessionManager
 from sessions.stream import StreamSession
 
@@ -69,6 +70,8 @@ class Translator:
         self.segments: list[dict[str, Any]] = []
         self.done: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
+        self._frame_model = ""
+        self._frame_head = self._frame_tail = b""
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
         return {
@@ -80,6 +83,16 @@ class Translator:
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
             **extra,
         }
+
+    def delta_frame(self, text: str) -> bytes:
+        """A content chunk as a whole SSE frame, from a template: the per-token path builds no dict."""
+        if self._frame_model != self.model:
+            self._frame_model = self.model
+            head = orjson.dumps(self.chunk({"content": ""}))
+            # split the serialized chunk around the empty content string
+            cut = head.index(b'"content":""') + len(b'"content":')
+            self._frame_head, self._frame_tail = b"data: " + head[:cut], head[cut + 2 :] + b"\n\n"
+        return self._frame_head + orjson.dumps(text) + self._frame_tail
 
     def finish_reason(self) -> str:
         reason = self.done.get("finish_reason") if self.done else None
@@ -229,16 +242,22 @@ class CompletionResponse(Response):
                     await body(b": ping\n\n")
 
         pinger = asyncio.ensure_future(ping())
-        dumps, loads, feed = orjson.dumps, orjson.loads, self.tr.feed
+        dumps, loads, feed, frame = orjson.dumps, orjson.loads, self.tr.feed, self.tr.delta_frame
         try:
             async for batch in self.session.log.follow(0):
                 parts: list[bytes] = []
                 for entry in batch:
-                    chunk = feed(entry.name, loads(entry.data))
+                    ev = loads(entry.data)
+                    if entry.name == "delta":
+                        parts.append(frame(ev["text"]))
+                        continue
+                    chunk = feed(entry.name, ev)
                     if chunk is not None:
                         parts += (b"data: ", dumps(chunk), b"\n\n")
                 if parts:
                     await body(b"".join(parts))
+        except ResumeTooOld as exc:  # the stream outran its bounded log before this reader caught up
+            self.tr.error = {"code": exc.code, "message": str(exc)}
         finally:
             pinger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -257,9 +276,12 @@ class CompletionResponse(Response):
 
     async def _collect(self, send: Send) -> None:
         feed, loads = self.tr.feed, orjson.loads
-        async for batch in self.session.log.follow(0):
-            for entry in batch:
-                feed(entry.name, loads(entry.data))
+        try:
+            async for batch in self.session.log.follow(0):
+                for entry in batch:
+                    feed(entry.name, loads(entry.data))
+        except ResumeTooOld as exc:
+            self.tr.error, self.tr.done = {"code": exc.code, "message": str(exc)}, None
         if self.tr.error is not None and self.tr.done is None:
             code = self.tr.error["code"]
             reply = _openai_error(_ERROR_STATUS.get(code, 502), code, self.tr.error["message"])
