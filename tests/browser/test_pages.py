@@ -12,6 +12,7 @@ import httpx
 import pytest
 from playwright.async_api import Locator, Page, expect
 
+from gateway.auth import DEV_USER_ID
 from tests.browser.proxy import drop_proxy
 from tests.conftest import Live
 from tests.support.clients import collect_sse, text_of, user_msg
@@ -113,6 +114,8 @@ async def test_dashboard_updates_live_when_a_stream_finishes_elsewhere(
     new_page: Any, live_factory: Any, artifacts: Path
 ) -> None:
     live: Live = await live_factory()
+    cap = Decimal("0.02")
+    await live.services.store.set_budget(DEV_USER_ID, cap, None)
     async with httpx.AsyncClient(timeout=30) as client:
         history = [
             await collect_sse(
@@ -135,6 +138,7 @@ async def test_dashboard_updates_live_when_a_stream_finishes_elsewhere(
         await expect(page.locator("#c-streams")).to_have_text("2")
         before = sum(Decimal(ev[-1].data["cost_usd"]) for ev in history)
         await expect(page.locator("#c-cost")).to_have_text(money(before))
+        await expect(page.locator("#c-budget")).to_have_text(f"${cap - before:.4f}")
 
         # A stream from another client (not this page): it shows up running, then settled.
         task = asyncio.create_task(
@@ -159,14 +163,17 @@ async def test_dashboard_updates_live_when_a_stream_finishes_elsewhere(
     await expect(row.locator('.seg[data-status="ok"]')).to_contain_text("mock-backup")
     await expect(page.locator("#c-streams")).to_have_text("3")
     await expect(page.locator("#c-cost")).to_have_text(money(before + cost))
+    await expect(page.locator("#c-budget")).to_have_text(f"${cap - before - cost:.4f}")
+    await expect(page.locator("#c-budget-sub")).to_contain_text("daily cap")
     await expect(page.locator('#by-model tr[data-model="mock-backup"]')).to_have_count(1)
     await expect(page.locator("#chart svg rect.bar")).not_to_have_count(0)
     assert navigations == [], "the dashboard reloaded instead of updating live"
-    await page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
     # the numbers it drew live are the server's numbers
     await page.reload()
     await expect(page.locator("#c-streams")).to_have_text("3")
     await expect(page.locator("#c-cost")).to_have_text(money(before + cost))
+    await expect(page.locator(f'#recent tr[data-stream-id="{sid}"] .seg')).to_have_count(2)
+    await page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
     assert csp == []
 
 
