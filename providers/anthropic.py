@@ -114,7 +114,7 @@ class AnthropicProvider:
     ) -> None:
         self.name = name
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._clients = clients or ClientCache(_make_client)
+        self._clients = clients if clients is not None else ClientCache(_make_client)
         self._default_max_tokens = default_max_tokens
 
     def params(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:

@@ -68,7 +68,15 @@ def _make_pool(timeout: httpx2.Timeout, limits: httpx2.Limits) -> httpx2.AsyncCl
 
 
 def _make_client(base_url: str, api_key: str, pool: httpx2.AsyncClient) -> genai.Client:
-    options = genai_types.HttpOptions(base_url=base_url, api_version=API_VERSION, httpx_async_client=pool)
+    # The SDK passes its own per-request timeout (none unless set), overriding the pool's: hand it the read
+    # timeout, in milliseconds, so a silent upstream cannot hold a stream forever.
+    read = pool.timeout.read
+    options = genai_types.HttpOptions(
+        base_url=base_url,
+        api_version=API_VERSION,
+        httpx_async_client=pool,
+        timeout=int(read * 1000) if read is not None else None,
+    )
     return genai.Client(api_key=api_key or "none", http_options=options)
 
 
@@ -139,7 +147,7 @@ class GeminiProvider:
     ) -> None:
         self.name = name
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._clients = clients or ClientCache(_make_client, pool_factory=_make_pool)
+        self._clients = clients if clients is not None else ClientCache(_make_client, pool_factory=_make_pool)
 
     def config(self, request: ChatRequest) -> dict[str, Any]:
         cfg: dict[str, Any] = {

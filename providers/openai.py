@@ -86,7 +86,7 @@ class OpenAIProvider:
     ) -> None:
         self.name = name
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
-        self._clients = clients or ClientCache(_make_client)
+        self._clients = clients if clients is not None else ClientCache(_make_client)
         self._max_tokens_field = max_tokens_field
         self._include_usage = include_usage
         self._default_key = default_key

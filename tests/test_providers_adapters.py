@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import httpx2
 import pytest
 
 from providers import errors
@@ -15,6 +16,7 @@ from providers.base import ChatRequest, Credential, Message, Provider
 from providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from providers.gemini import GeminiProvider
 from providers.openai import OpenAIProvider
+from providers.upstream import ClientCache
 from tests.emulators import Emulator, Script, ToolCallScript
 
 # The SDK warns about the model's announced retirement on every call; it is not what these tests check.
@@ -221,6 +223,38 @@ async def test_connection_refused_is_connection_lost(case: Case) -> None:
         provider = GeminiProvider(dead)
     try:
         with pytest.raises(errors.ConnectionLost):
+            await collect(Case(case.name, provider, case.model))
+    finally:
+        await provider.aclose()
+
+
+def _short_timeout_provider(name: str, emu: Emulator) -> Provider:
+    # A client cache whose pool gives up reading after 0.3 s: the SDK's own timeout path.
+    import providers.anthropic as anthropic_mod
+    import providers.gemini as gemini_mod
+    import providers.openai as openai_mod
+
+    timeout = httpx2.Timeout(connect=2.0, read=0.3, write=2.0, pool=2.0)
+    if name == "openai":
+        return OpenAIProvider(
+            "openai", emu.openai_base_url, clients=ClientCache(openai_mod._make_client, timeout=timeout)
+        )
+    if name == "anthropic":
+        return AnthropicProvider(
+            emu.anthropic_base_url, clients=ClientCache(anthropic_mod._make_client, timeout=timeout)
+        )
+    return GeminiProvider(
+        emu.gemini_base_url,
+        clients=ClientCache(gemini_mod._make_client, timeout=timeout, pool_factory=gemini_mod._make_pool),
+    )
+
+
+@pytest.mark.parametrize("where", ["before-headers", "mid-stream"])
+async def test_read_timeouts_are_upstream_timeouts(case: Case, emu: Emulator, where: str) -> None:
+    provider = _short_timeout_provider(case.name, emu)
+    emu.script(Script(first_delay=1.0) if where == "before-headers" else Script(text=("a", "b"), stall_after=1))
+    try:
+        with pytest.raises(errors.UpstreamTimeout):
             await collect(Case(case.name, provider, case.model))
     finally:
         await provider.aclose()
