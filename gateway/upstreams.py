@@ -9,10 +9,10 @@
      {"name": "azure", "base_url": "https://RESOURCE.openai.azure.com/openai/v1", "key_header": "api-key",
       "api_key_env": "AZURE_OPENAI_API_KEY", "models": ["gpt-4o"]}]
 
-Optional per server: `api_key` or `api_key_env` (served to every user: the operator chose to offer that
-server; none means the server needs no key), `max_tokens_field` (default `max_tokens`), `include_usage`
-(default true), `headers` (extra request headers), `key_header` (send the key in this header instead of
-`Authorization: Bearer`).
+Optional per server: `kind` (only `openai_compatible`), `api_key` or `api_key_env` (served to every user:
+the operator chose to offer that server; none means the server needs no key), `max_tokens_field` (default
+`max_tokens`), `include_usage` (default true), `headers` (extra request headers), `key_header` (send the key
+in this header instead of `Authorization: Bearer`).
 """
 
 from __future__ import annotations
@@ -21,15 +21,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx2
-import openai
-
 from gateway.settings import Settings
 from providers.anthropic import AnthropicProvider
 from providers.base import Provider
 from providers.gemini import GeminiProvider
 from providers.openai import OpenAIProvider
-from providers.upstream import ClientCache
 
 RESERVED = frozenset({"openai", "anthropic", "gemini", "mock"})
 
@@ -60,6 +56,8 @@ def compatible_servers(settings: Settings) -> list[CompatibleServer]:
             raise CompatibleServerError(f"a compatible server needs a 'name' other than {sorted(RESERVED)}")
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise CompatibleServerError(f"compatible server {name!r} needs an http(s) 'base_url'")
+        if raw.get("kind", "openai_compatible") != "openai_compatible":
+            raise CompatibleServerError(f"compatible server {name!r}: the only kind is 'openai_compatible'")
         key = raw.get("api_key")
         if key is None and raw.get("api_key_env"):
             key = os.environ.get(str(raw["api_key_env"]))
@@ -95,21 +93,6 @@ def compatible_credentials(settings: Settings) -> dict[str, str]:
     return {s.name: s.api_key or "" for s in compatible_servers(settings)}
 
 
-def _header_key_client(header: str) -> Any:
-    def make(base_url: str, api_key: str, pool: httpx2.AsyncClient) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            api_key="unused",
-            base_url=base_url,
-            max_retries=0,
-            http_client=pool,
-            timeout=pool.timeout,
-            # Omit drops the SDK's own bearer header, which such servers would try to read as a token.
-            default_headers={header: api_key, "Authorization": openai.omit},  # type: ignore[dict-item]
-        )
-
-    return make
-
-
 def build_upstream_providers(settings: Settings) -> dict[str, Provider]:
     providers: dict[str, Provider] = {
         "openai": OpenAIProvider("openai", settings.openai_base_url),
@@ -117,14 +100,13 @@ def build_upstream_providers(settings: Settings) -> dict[str, Provider]:
         "gemini": GeminiProvider(settings.gemini_base_url),
     }
     for server in compatible_servers(settings):
-        clients = ClientCache(_header_key_client(server.key_header)) if server.key_header else None
         providers[server.name] = OpenAIProvider(
             server.name,
             server.base_url,
-            clients=clients,
             max_tokens_field=server.max_tokens_field,
             include_usage=server.include_usage,
             default_key=server.api_key,
             extra_headers=server.headers,
+            key_header=server.key_header,
         )
     return providers

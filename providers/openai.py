@@ -83,6 +83,7 @@ class OpenAIProvider:
         include_usage: bool = True,
         default_key: str | None = None,
         extra_headers: Mapping[str, str] | None = None,
+        key_header: str | None = None,
     ) -> None:
         self.name = name
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
@@ -90,10 +91,14 @@ class OpenAIProvider:
         self._max_tokens_field = max_tokens_field
         self._include_usage = include_usage
         self._default_key = default_key
-        self._extra_headers = dict(extra_headers or {})
+        self._extra_headers: dict[str, Any] = dict(extra_headers or {})
+        # Azure-style servers read the key from their own header; the bearer header is then left out.
+        self._key_header = key_header
+        if key_header:
+            self._extra_headers["Authorization"] = openai.omit
         self._official = name == "openai"
 
-    def params(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
+    def params(self, request: ChatRequest, upstream_model: str, api_key: str = "") -> dict[str, Any]:
         p: dict[str, Any] = {"model": upstream_model, "messages": to_messages(request), "stream": True}
         if self._include_usage:
             p["stream_options"] = {"include_usage": True}
@@ -113,15 +118,19 @@ class OpenAIProvider:
                 }
                 for t in request.tools
             ]
-        if self._extra_headers:
+        if self._key_header:
+            p["extra_headers"] = {**self._extra_headers, self._key_header: api_key}
+        elif self._extra_headers:
             p["extra_headers"] = self._extra_headers
         return p
 
     async def stream(
         self, request: ChatRequest, upstream_model: str, credential: Credential
     ) -> AsyncIterator[ProviderEvent]:
-        client = self._clients.get(self.base_url, credential.api_key or self._default_key or "")
-        params = self.params(request, upstream_model)
+        key = credential.api_key or self._default_key or ""
+        # With a key header, one SDK client serves every key (the key travels per request).
+        client = self._clients.get(self.base_url, "" if self._key_header else key)
+        params = self.params(request, upstream_model, key)
         try:
             upstream = await client.chat.completions.create(**params)
         except _FAILURES as exc:

@@ -173,3 +173,42 @@ async def test_client_cancel_closes_the_upstream_request(live_factory: Callable[
                     break
     rec = emu.last
     assert rec.model == "gemini-2.5-flash" and not rec.completed and rec.tokens_sent < 200
+
+
+async def test_azure_style_server_sends_its_key_in_its_own_header(
+    live_factory: Callable[..., Any], emu: Emulator
+) -> None:
+    servers = [
+        {
+            "name": "azure",
+            "kind": "openai_compatible",
+            "base_url": emu.openai_base_url,
+            "key_header": "api-key",
+            "api_key": "azure-secret-7777",
+            "max_tokens_field": "max_completion_tokens",
+            "models": [{"id": "azure-gpt", "upstream": "my-deployment"}],
+        }
+    ]
+    live: Live = await live_factory(gateway_compatible_servers=json.dumps(servers))
+    events = await ws_stream(
+        live, {"model": "azure-gpt", "fallbacks": [], "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+    )
+    assert events[-1]["type"] == "done", events[-1]
+    rec = emu.last
+    # The key came in `api-key`, and no bearer header competed with it.
+    assert rec.key_suffix == "7777" and rec.model == "my-deployment"
+    assert rec.body["max_completion_tokens"] == 5
+
+
+def test_compatible_server_config_is_checked(tmp_path: Any) -> None:
+    from gateway.upstreams import CompatibleServerError, compatible_servers
+    from tests.conftest import make_settings
+
+    for bad in (
+        [{"name": "openai", "base_url": "http://x/v1"}],
+        [{"name": "x", "base_url": "ftp://x"}],
+        [{"name": "x", "base_url": "http://x/v1", "kind": "other"}],
+        [{"name": "x", "base_url": "http://x/v1", "models": [{"upstream": "m"}]}],
+    ):
+        with pytest.raises(CompatibleServerError):
+            compatible_servers(make_settings(tmp_path, gateway_compatible_servers=json.dumps(bad)))
