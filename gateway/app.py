@@ -15,8 +15,9 @@ from gateway.bus import build_bus
 from gateway.crypto import key_ring_for
 from gateway.errors import install_error_handlers
 from gateway.keys import OperatorKeyDirectory, UserKeyDirectory
+from gateway.metrics import MeteredLedger, Metrics
 from gateway.routes import budget as budget_routes
-from gateway.routes import health, models, openai_compat, pages, streams, usage, ws
+from gateway.routes import health, metrics, models, openai_compat, pages, streams, usage, ws
 from gateway.routes import keys as key_routes
 from gateway.routes import tickets as ticket_routes
 from gateway.services import Services
@@ -68,11 +69,24 @@ def build_services(settings: Settings) -> Services:
         inter_token_timeout_s=settings.gateway_inter_token_timeout_s,
         request_deadline_s=settings.gateway_request_deadline_s,
     )
+    stats = Metrics()
     sessions = SessionManager(
-        router=router, catalog=catalog, keys=keys, ledger=ledger, spend=spend, budget=budgets, limits=limits
+        router=router,
+        catalog=catalog,
+        keys=keys,
+        ledger=MeteredLedger(ledger, stats),
+        spend=spend,
+        budget=budgets,
+        limits=limits,
+    )
+    stats.gauge("gateway_active_streams", "Streams generating now.", lambda: float(sessions.live_count()))
+    stats.gauge(
+        "gateway_ledger_backlog", "Finished streams not yet written to the store.", lambda: float(ledger.backlog)
     )
     auth = build_auth(settings)
-    return Services(settings, auth, catalog, providers, keys, store, ledger, sessions, spend=spend, budgets=budgets)
+    return Services(
+        settings, auth, catalog, providers, keys, store, ledger, sessions, spend=spend, budgets=budgets, metrics=stats
+    )
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -108,7 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
             allow_headers=["authorization", "content-type", "last-event-id", "x-client-id"],
             expose_headers=["x-stream-id"],
         )
-    for module in (health, models, streams, ws, usage, openai_compat, pages):
+    for module in (health, metrics, models, streams, ws, usage, openai_compat, pages):
         app.include_router(module.router)
     app.include_router(ticket_routes.router)
     app.include_router(key_routes.router)

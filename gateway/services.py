@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.auth import Authenticator
-from gateway.bus import SpendBus
 from gateway.budgets import StoreBudgetGuard
+from gateway.bus import SpendBus
 from gateway.keys import UserKeyDirectory
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.stores.base import Store
 from gateway.tickets import MemoryTicketStore, TicketStore
@@ -29,6 +30,7 @@ class Services:
     sessions: SessionManager
     spend: SpendBus
     dev_token: str | None = None
-    tickets: TicketStore = field(default_factory=MemoryTicketStore)  # a shared store replaces it for several instances
     budgets: StoreBudgetGuard | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    tickets: TicketStore = field(default_factory=MemoryTicketStore)  # a shared store replaces it for several instances
     extras: dict[str, object] = field(default_factory=dict)
