@@ -11,10 +11,12 @@ from typing import Any
 
 import httpx2
 import openai
+import orjson
 
 from providers import errors
 from providers.base import ChatRequest, Credential, ImagePart, Message, TextPart
 from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from providers.sse import iter_events
 from providers.upstream import TRANSPORT_ERRORS, ClientCache, by_status, is_prefill_refusal, transport_error
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -131,53 +133,82 @@ class OpenAIProvider:
         # With a key header, one SDK client serves every key (the key travels per request).
         client = self._clients.get(self.base_url, "" if self._key_header else key)
         params = self.params(request, upstream_model, key)
+        # The SDK sends the request and raises on error statuses; the body is read here without building a
+        # model object per chunk (the SDK's per-chunk parsing costs more than everything else per token).
         try:
-            upstream = await client.chat.completions.create(**params)
+            ctx = client.chat.completions.with_streaming_response.create(**params)
+            response = await ctx.__aenter__()
         except _FAILURES as exc:
             raise self._error(exc, upstream_model) from exc
         finish: FinishReason | None = None
         usage: Usage | None = None
+        loads = orjson.loads
         try:
-            async for chunk in upstream:
-                if chunk.usage is not None:
-                    u = chunk.usage
-                    pd, cd = u.prompt_tokens_details, u.completion_tokens_details
+            async for _name, data in iter_events(response.http_response.aiter_raw()):
+                if data == b"[DONE]":
+                    continue  # read to the end so the connection goes back to the pool
+                chunk = loads(data)
+                if "error" in chunk and not chunk.get("choices"):
+                    raise self._event_error(chunk, upstream_model)
+                u = chunk.get("usage")
+                if u:
+                    pd = u.get("prompt_tokens_details") or {}
+                    cd = u.get("completion_tokens_details") or {}
                     usage = Usage(
-                        u.prompt_tokens or 0,
-                        u.completion_tokens or 0,
-                        (pd.cached_tokens or 0) if pd is not None else 0,
-                        (cd.reasoning_tokens or 0) if cd is not None else 0,
+                        u.get("prompt_tokens") or 0,
+                        u.get("completion_tokens") or 0,
+                        pd.get("cached_tokens") or 0,
+                        cd.get("reasoning_tokens") or 0,
                     )
-                if not chunk.choices:
+                choices = chunk.get("choices")
+                if not choices:
                     continue
-                choice = chunk.choices[0]
-                delta = choice.delta
-                if delta is not None:
-                    if delta.content:
-                        yield TextDelta(delta.content)
-                    if delta.tool_calls:
-                        for tc in delta.tool_calls:
-                            fn = tc.function
+                choice = choices[0]
+                delta = choice.get("delta")
+                if delta:
+                    content = delta.get("content")
+                    if content:
+                        yield TextDelta(content)
+                    calls = delta.get("tool_calls")
+                    if calls:
+                        for tc in calls:
+                            fn = tc.get("function") or {}
                             yield ToolCallDelta(
-                                tc.index,
-                                tc.id,
-                                fn.name if fn is not None else None,
-                                (fn.arguments or "") if fn is not None else "",
+                                tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments") or ""
                             )
-                    if delta.refusal:
-                        yield TextDelta(delta.refusal)
-                if choice.finish_reason is not None:
-                    finish = _FINISH.get(choice.finish_reason, "other")
+                    refusal = delta.get("refusal")
+                    if refusal:
+                        yield TextDelta(refusal)
+                reason = choice.get("finish_reason")
+                if reason is not None:
+                    finish = _FINISH.get(reason, "other")
+        except orjson.JSONDecodeError as exc:
+            raise errors.ServerError(
+                "upstream sent a malformed event", provider=self.name, model=upstream_model
+            ) from exc
         except _FAILURES as exc:
             raise self._error(exc, upstream_model) from exc
         finally:
             # Runs on aclose() and on cancellation too: the upstream response is closed at once.
-            await upstream.close()
+            await ctx.__aexit__(None, None, None)
         if finish is None:
             raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
         if usage is not None:
             yield usage
         yield Finish(finish)
+
+    def _event_error(self, body: dict[str, Any], model: str) -> errors.ProviderError:
+        """An error event inside a 200 stream: no status, only the body's type and code."""
+        message, code = _body_error(body, "upstream error")
+        kind = f"{code or ''} {_body_type(body)} {message}".lower()
+        kw: dict[str, str] = {"provider": self.name, "model": model}
+        if "rate_limit" in kind:
+            return errors.RateLimited(message, provider=self.name, model=model)
+        if "overload" in kind:
+            return errors.Overloaded(message, **kw)
+        if "invalid_request" in kind:
+            return errors.BadRequest(message, **kw)
+        return errors.ServerError(message, **kw)
 
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
         kw: dict[str, str] = {"provider": self.name, "model": model}
@@ -193,16 +224,9 @@ class OpenAIProvider:
                 return errors.PrefillRejected(message, **kw)
             return by_status(exc.status_code, message, headers=exc.response.headers, **kw)
         if isinstance(exc, openai.APIError):
-            # An error event inside a 200 stream: no status, only the body's type/code.
-            message, code = _body_error(exc.body, exc.message)
-            kind = f"{code or ''} {_body_type(exc.body)} {message}".lower()
-            if "rate_limit" in kind:
-                return errors.RateLimited(message, provider=self.name, model=model)
-            if "overload" in kind:
-                return errors.Overloaded(message, **kw)
-            if "invalid_request" in kind:
-                return errors.BadRequest(message, **kw)
-            return errors.ServerError(message, **kw)
+            return self._event_error(
+                exc.body if isinstance(exc.body, dict) else {"error": {"message": exc.message}}, model
+            )
         if isinstance(exc, TRANSPORT_ERRORS):
             return transport_error(exc, **kw)
         return errors.ServerError(f"{type(exc).__name__}: {exc}", **kw)
