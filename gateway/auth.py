@@ -10,10 +10,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
+
+if TYPE_CHECKING:
+    from jwt.types import Options
 
 log = logging.getLogger("gateway.auth")
 
@@ -65,7 +68,7 @@ def load_dev_key(data_dir: Path) -> str:
 _REQUIRED_CLAIMS = ["exp", "sub", "aud"]
 
 
-def _decode_options(issuer: str | None) -> dict[str, Any]:
+def _decode_options(issuer: str | None) -> Options:
     # nbf and iat are checked whenever present; exp, sub, aud (and iss when we know the issuer) must be there.
     return {"require": [*_REQUIRED_CLAIMS, "iss"] if issuer else list(_REQUIRED_CLAIMS)}
 
@@ -85,7 +88,7 @@ class HS256Verifier:
             algorithms=["HS256"],
             audience=self.audience,
             issuer=self.issuer,
-            options=_decode_options(self.issuer),  # type: ignore[arg-type]
+            options=_decode_options(self.issuer),
             leeway=LEEWAY_S,
         )
 
@@ -222,7 +225,7 @@ class JWKSVerifier:
             algorithms=[key.algorithm_name],
             audience=self.audience,
             issuer=self.issuer,
-            options=_decode_options(self.issuer),  # type: ignore[arg-type]
+            options=_decode_options(self.issuer),
             leeway=LEEWAY_S,
         )
 
