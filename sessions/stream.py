@@ -38,6 +38,8 @@ CancelReason = Literal["client", "disconnect", "drain", "budget", "shutdown"]
 
 # How many deltas between running-cost updates (live spend, budget checks): keeps the per-token path free.
 TICK_EVERY = 32
+# How many deltas may be parsed back to back before the loop lets the writers run.
+YIELD_EVERY = 16
 
 
 def _segment_json(s: Segment) -> dict[str, Any]:
@@ -145,6 +147,10 @@ class StreamSession:
                         self._ttft_ms = (loop.time() - t0) * 1000
                     deltas += 1
                     seg_chars += len(ev.text)
+                    if deltas % YIELD_EVERY == 1:
+                        # Tokens that arrived in one read are parsed without a suspension point: let the
+                        # subscribers send the first one now, and let other streams run every few tokens.
+                        await asyncio.sleep(0)
                     if deltas % TICK_EVERY == 0 and self._tick(segments, seg_chars):
                         await self._stop_for_budget(events, segments)
                 elif isinstance(ev, ToolCallDelta):
