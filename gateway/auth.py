@@ -7,6 +7,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,16 +281,38 @@ class Authenticator:
         verifiers: list[HS256Verifier],
         dev_verifier: HS256Verifier | None = None,
         jwks: JWKSVerifier | None = None,
+        *,
+        remember_s: float = 0.0,
+        remember_max: int = 4096,
     ) -> None:
         self._verifiers = verifiers
         self._dev = dev_verifier
         self._jwks = jwks
+        # Tokens verified lately, so a client opening many streams pays for one signature check. Kept no
+        # longer than the JWKS cache may keep a key, so a withdrawn key stops working just as soon.
+        self._remember_s = remember_s
+        self._remember_max = remember_max
+        self._verified: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     @property
     def jwks(self) -> JWKSVerifier | None:
         return self._jwks
 
     async def verify(self, token: str) -> Principal:
+        hit = self._verified.get(token)
+        if hit is not None:
+            until, principal = hit
+            if time.monotonic() < until and (principal.expires_at is None or time.time() < principal.expires_at):
+                return principal
+            del self._verified[token]
+        principal = await self._verify(token)
+        if self._remember_s > 0:
+            self._verified[token] = (time.monotonic() + self._remember_s, principal)
+            if len(self._verified) > self._remember_max:
+                self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> Principal:
         if not token:
             raise AuthError("missing_token", "authentication required")
         if len(token) > MAX_TOKEN_CHARS:

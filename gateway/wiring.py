@@ -65,4 +65,4 @@ def build_auth(settings: Settings) -> Authenticator:
             refetch_cooldown_s=settings.gateway_jwks_cooldown_s,
         )
         jwks = JWKSVerifier(cache, settings.jwt_issuer, settings.gateway_jwt_audience)
-    return Authenticator(verifiers, dev, jwks)
+    return Authenticator(verifiers, dev, jwks, remember_s=min(30.0, settings.gateway_jwks_cache_s))
