@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from gateway.settings import Settings
-from providers.anthropic import AnthropicProvider
 from providers.base import Provider
-from providers.gemini import GeminiProvider
-from providers.openai import OpenAIProvider
+from providers.lazy import LazyProvider
 
 RESERVED = frozenset({"openai", "anthropic", "gemini", "mock"})
 
@@ -93,20 +92,47 @@ def compatible_credentials(settings: Settings) -> dict[str, str]:
     return {s.name: s.api_key or "" for s in compatible_servers(settings)}
 
 
+# The adapters import their SDKs; they are imported when first used (see providers/lazy.py).
+
+
+def _openai(settings: Settings) -> Provider:
+    from providers.openai import OpenAIProvider
+
+    return OpenAIProvider("openai", settings.openai_base_url)
+
+
+def _anthropic(settings: Settings) -> Provider:
+    from providers.anthropic import AnthropicProvider
+
+    return AnthropicProvider(settings.anthropic_base_url)
+
+
+def _gemini(settings: Settings) -> Provider:
+    from providers.gemini import GeminiProvider
+
+    return GeminiProvider(settings.gemini_base_url)
+
+
+def _compatible(server: CompatibleServer) -> Provider:
+    from providers.openai import OpenAIProvider
+
+    return OpenAIProvider(
+        server.name,
+        server.base_url,
+        max_tokens_field=server.max_tokens_field,
+        include_usage=server.include_usage,
+        default_key=server.api_key,
+        extra_headers=server.headers,
+        key_header=server.key_header,
+    )
+
+
 def build_upstream_providers(settings: Settings) -> dict[str, Provider]:
     providers: dict[str, Provider] = {
-        "openai": OpenAIProvider("openai", settings.openai_base_url),
-        "anthropic": AnthropicProvider(settings.anthropic_base_url),
-        "gemini": GeminiProvider(settings.gemini_base_url),
+        "openai": LazyProvider("openai", partial(_openai, settings)),
+        "anthropic": LazyProvider("anthropic", partial(_anthropic, settings)),
+        "gemini": LazyProvider("gemini", partial(_gemini, settings)),
     }
     for server in compatible_servers(settings):
-        providers[server.name] = OpenAIProvider(
-            server.name,
-            server.base_url,
-            max_tokens_field=server.max_tokens_field,
-            include_usage=server.include_usage,
-            default_key=server.api_key,
-            extra_headers=server.headers,
-            key_header=server.key_header,
-        )
+        providers[server.name] = LazyProvider(server.name, partial(_compatible, server))
     return providers

@@ -7,9 +7,7 @@ import httpx
 from gateway.auth import DEV_ISSUER, Authenticator, HS256Verifier, JWKSCache, JWKSVerifier, load_dev_key
 from gateway.settings import Settings
 from gateway.stores.base import Store
-from gateway.stores.postgres import PostgresStore
 from gateway.stores.sqlite import SQLiteStore
-from gateway.stores.supabase import SupabaseStore
 from gateway.upstreams import build_upstream_providers, compatible_model_entries
 from providers.base import Provider
 from providers.catalog import Catalog
@@ -31,10 +29,14 @@ def build_store(settings: Settings) -> Store:
     if settings.gateway_store == "postgres":
         if settings.database_url is None:
             raise ValueError("GATEWAY_STORE=postgres needs DATABASE_URL")
+        from gateway.stores.postgres import PostgresStore  # imported only when chosen: each driver is large
+
         return PostgresStore(settings.database_url.get_secret_value())
     if settings.gateway_store == "supabase":
         if not settings.supabase_url or settings.supabase_service_role_key is None:
             raise ValueError("GATEWAY_STORE=supabase needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
+        from gateway.stores.supabase import SupabaseStore
+
         return SupabaseStore(settings.supabase_url, settings.supabase_service_role_key.get_secret_value())
     return SQLiteStore(settings.gateway_data_dir / "gateway.sqlite3")
 
