@@ -84,6 +84,10 @@ class MemoryTicketStore:
             raise AuthError("ticket_expired", "the ticket has expired; get a new one")
         return entry.principal
 
+    def knows(self, ticket: str) -> bool:
+        """Whether this store issued the ticket (and still remembers it)."""
+        return ticket_digest(ticket) in self._entries
+
     async def aclose(self) -> None:
         self._entries.clear()
 

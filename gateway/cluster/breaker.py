@@ -7,16 +7,14 @@ in-process breaker decides, and the stream goes on.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.cluster.health import RedisHealth
 from providers.breaker import MemoryBreaker
-
-log = logging.getLogger("gateway.cluster")
 
 _FAILURE = """
 local now = tonumber(ARGV[1])
@@ -40,7 +38,14 @@ return 0
 
 class RedisBreaker:
     def __init__(
-        self, redis: Redis, prefix: str, *, failures: int = 5, window_s: float = 30.0, cooldown_s: float = 30.0
+        self,
+        redis: Redis,
+        prefix: str,
+        *,
+        failures: int = 5,
+        window_s: float = 30.0,
+        cooldown_s: float = 30.0,
+        health: RedisHealth | None = None,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -48,6 +53,7 @@ class RedisBreaker:
         self.window_s = window_s
         self.cooldown_s = cooldown_s
         self.fallback = MemoryBreaker(failures, window_s, cooldown_s)
+        self.health = health or RedisHealth()
         self._failure: Any = redis.register_script(_FAILURE)
         self._seq = 0
 
@@ -60,28 +66,40 @@ class RedisBreaker:
         return int(self.cooldown_s * 10) + 60
 
     async def acquire(self, provider: str, model: str) -> bool:
+        if not self.health.usable():
+            return await self.fallback.acquire(provider, model)
         _fails, opened, probe = self._keys(provider, model)
         try:
             raw = await self.redis.get(opened)
             if raw is None:
-                return True
-            if time.time() - float(raw) < self.cooldown_s:
-                return False
-            # Half-open: one probe at a time, across instances.
-            return bool(await self.redis.set(probe, "1", nx=True, ex=max(1, int(self.cooldown_s))))
+                allowed = True
+            elif time.time() - float(raw) < self.cooldown_s:
+                allowed = False
+            else:
+                # Half-open: one probe at a time, across instances.
+                allowed = bool(await self.redis.set(probe, "1", nx=True, ex=max(1, int(self.cooldown_s))))
         except (RedisError, OSError) as exc:
-            log.warning("redis unavailable: circuit breaker is per instance", extra={"error": str(exc)})
+            self.health.failed("circuit breaker", exc)
             return await self.fallback.acquire(provider, model)
+        self.health.ok()
+        return allowed
 
     async def success(self, provider: str, model: str) -> None:
+        if not self.health.usable():
+            await self.fallback.success(provider, model)
+            return
         fails, opened, probe = self._keys(provider, model)
         try:
             if await self.redis.exists(opened):
                 await self.redis.delete(fails, opened, probe)
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
+            self.health.failed("circuit breaker", exc)
             await self.fallback.success(provider, model)
 
     async def failure(self, provider: str, model: str) -> None:
+        if not self.health.usable():
+            await self.fallback.failure(provider, model)
+            return
         fails, opened, probe = self._keys(provider, model)
         self._seq += 1
         try:
@@ -89,12 +107,17 @@ class RedisBreaker:
                 keys=[fails, opened, probe],
                 args=[time.time(), f"{time.time()}:{self._seq}", self.window_s, self.threshold, self._open_ttl()],
             )
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
+            self.health.failed("circuit breaker", exc)
             await self.fallback.failure(provider, model)
 
     async def release(self, provider: str, model: str) -> None:
+        if not self.health.usable():
+            await self.fallback.release(provider, model)
+            return
         _fails, _opened, probe = self._keys(provider, model)
         try:
             await self.redis.delete(probe)
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
+            self.health.failed("circuit breaker", exc)
             await self.fallback.release(provider, model)

@@ -15,6 +15,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.cluster.health import RedisHealth
+
 log = logging.getLogger("gateway.cluster")
 
 WATCH_TTL_S = 6
@@ -22,11 +24,21 @@ WATCH_REFRESH_S = 2.0
 
 
 class ClusterControl:
-    def __init__(self, redis: Redis, prefix: str, instance_id: str, on_cancel: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        instance_id: str,
+        on_cancel: Callable[[str, str], None] | None = None,
+        *,
+        health: RedisHealth | None = None,
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.instance_id = instance_id
-        self._on_cancel = on_cancel
+        # Set after construction when the handler (the session manager) is built later.
+        self.on_cancel = on_cancel
+        self.health = health or RedisHealth(instance_id=instance_id)
         self._task: asyncio.Task[None] | None = None
 
     def channel(self, instance_id: str) -> str:
@@ -45,15 +57,20 @@ class ClusterControl:
                 await self._task
 
     async def _listen(self) -> None:
+        backoff = 0.2
         while True:
             try:
                 async with self.redis.pubsub(ignore_subscribe_messages=True) as ps:
                     await ps.subscribe(self.channel(self.instance_id))
+                    self.health.ok()
+                    backoff = 0.2
                     async for msg in ps.listen():
                         self._handle(msg)
             except (RedisError, OSError) as exc:
-                log.warning("cluster control channel lost; retrying", extra={"error": str(exc)})
-                await asyncio.sleep(1.0)
+                # One warning per outage comes from the shared health; the retries stay quiet.
+                self.health.failed("control channel", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
 
     def _handle(self, msg: dict[str, Any]) -> None:
         try:
@@ -61,17 +78,21 @@ class ClusterControl:
         except (ValueError, TypeError):
             log.warning("malformed cluster command ignored")
             return
-        if cmd.get("op") == "cancel" and isinstance(cmd.get("stream_id"), str) and isinstance(cmd.get("user_id"), str):
-            self._on_cancel(cmd["stream_id"], cmd["user_id"])
+        if cmd.get("op") != "cancel" or self.on_cancel is None:
+            return
+        if isinstance(cmd.get("stream_id"), str) and isinstance(cmd.get("user_id"), str):
+            self.on_cancel(cmd["stream_id"], cmd["user_id"])
 
     async def request_cancel(self, instance_id: str, stream_id: str, user_id: str) -> bool:
-        """Ask the owning instance to stop a stream. False when Redis is unreachable."""
+        """Ask the owning instance to stop a stream. False when Redis is unreachable or nobody listens there
+        (the owner is gone)."""
         try:
             payload = json.dumps({"op": "cancel", "stream_id": stream_id, "user_id": user_id})
-            await self.redis.publish(self.channel(instance_id), payload)
-        except (RedisError, OSError):
+            receivers = await self.redis.publish(self.channel(instance_id), payload)
+        except (RedisError, OSError) as exc:
+            self.health.failed("control channel", exc)
             return False
-        return True
+        return bool(receivers)
 
     @asynccontextmanager
     async def watching(self, stream_id: str) -> AsyncIterator[None]:
@@ -94,7 +115,10 @@ class ClusterControl:
                 await self.redis.delete(self.watch_key(stream_id))
 
     async def is_watched(self, stream_id: str) -> bool:
+        if not self.health.usable():
+            return False
         try:
             return bool(await self.redis.exists(self.watch_key(stream_id)))
-        except (RedisError, OSError):
+        except (RedisError, OSError) as exc:
+            self.health.failed("control channel", exc)
             return False

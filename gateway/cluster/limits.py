@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import secrets
 import time
 from typing import Any
@@ -18,9 +17,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.cluster.health import RedisHealth
 from sessions.limits import LimitExceeded, MemoryUserLimiter
-
-log = logging.getLogger("gateway.cluster")
 
 LEASE_S = 30.0
 REFRESH_S = 10.0
@@ -43,7 +41,15 @@ return {0, 0}
 
 
 class RedisUserLimiter:
-    def __init__(self, redis: Redis, prefix: str, max_concurrent: int, starts_per_minute: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        max_concurrent: int,
+        starts_per_minute: int,
+        *,
+        health: RedisHealth | None = None,
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.max_concurrent = max_concurrent
@@ -54,7 +60,11 @@ class RedisUserLimiter:
         self._local_only: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
-        self.healthy = True
+        self.health = health or RedisHealth()
+
+    @property
+    def healthy(self) -> bool:
+        return self.health.healthy
 
     def _running_key(self, user_id: str) -> str:
         return f"{self.prefix}:running:{user_id}"
@@ -76,16 +86,18 @@ class RedisUserLimiter:
     async def admit(self, user_id: str) -> None:
         lease = secrets.token_hex(8)
         try:
+            if not self.health.usable():
+                raise RedisError("skipped while redis is unavailable")
             code, oldest = await self._admit(
                 keys=[self._running_key(user_id), self._starts_key(user_id)],
                 args=[time.time(), lease, self.max_concurrent, self.starts_per_minute, LEASE_S],
             )
         except (RedisError, OSError) as exc:
-            self._degrade(exc)
+            self.health.failed("stream limits", exc)
             await self.fallback.admit(user_id)
             self._local_only[user_id] = self._local_only.get(user_id, 0) + 1
             return
-        self._recover()
+        self.health.ok()
         if int(code) == 1:
             raise LimitExceeded("too_many_streams", f"at most {self.max_concurrent} concurrent streams")
         if int(code) == 2:
@@ -119,22 +131,15 @@ class RedisUserLimiter:
         while True:
             await asyncio.sleep(REFRESH_S)
             expiry = time.time() + LEASE_S
+            if not self._leases:
+                continue
             try:
                 pipe = self.redis.pipeline(transaction=False)
                 for user_id, leases in self._leases.items():
-                    pipe.zadd(self._running_key(user_id), dict.fromkeys(leases, expiry), xx=True)
+                    # Not XX: after a Redis restart the running streams' leases come back with the next refresh.
+                    pipe.zadd(self._running_key(user_id), dict.fromkeys(leases, expiry))
                     pipe.expire(self._running_key(user_id), int(LEASE_S) + 5)
                 await pipe.execute()
-                self._recover()
+                self.health.ok()
             except (RedisError, OSError) as exc:
-                self._degrade(exc)
-
-    def _degrade(self, exc: BaseException) -> None:
-        if self.healthy:
-            log.warning("redis unavailable: limits are per instance for now", extra={"error": str(exc)})
-        self.healthy = False
-
-    def _recover(self) -> None:
-        if not self.healthy:
-            log.warning("redis is back: limits are shared again")
-        self.healthy = True
+                self.health.failed("stream limits", exc)

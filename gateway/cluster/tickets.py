@@ -1,4 +1,8 @@
-"""Tickets in Redis, so a ticket issued by one instance can be redeemed on any other."""
+"""Tickets in Redis, so a ticket issued by one instance can be redeemed on any other.
+
+While Redis is unreachable, tickets are issued and redeemed in process (they then work on the issuing instance
+only); a ticket kept in Redis cannot be checked until it is back (`auth_unavailable`, retryable).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import time
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from gateway.auth import AuthError, Principal
-from gateway.tickets import TICKET_PREFIX, new_ticket, ticket_digest
+from gateway.cluster.health import RedisHealth
+from gateway.tickets import TICKET_PREFIX, MemoryTicketStore, new_ticket, ticket_digest
 
 # Marks the ticket used and returns what it held, atomically: two instances cannot both redeem it.
 _REDEEM = """
@@ -24,15 +30,19 @@ TOMBSTONE_S = 300
 
 
 class RedisTicketStore:
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: Redis, prefix: str, *, health: RedisHealth | None = None) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.health = health or RedisHealth()
+        self.fallback = MemoryTicketStore()
         self._redeem: Any = redis.register_script(_REDEEM)
 
     def _key(self, ticket: str) -> str:
         return f"{self.prefix}:ticket:{ticket_digest(ticket)}"
 
     async def issue(self, principal: Principal, ttl_s: float) -> str:
+        if not self.health.usable():
+            return await self.fallback.issue(principal, ttl_s)
         ticket = new_ticket()
         body = json.dumps(
             {
@@ -43,14 +53,26 @@ class RedisTicketStore:
                 "until": time.time() + ttl_s,
             }
         )
-        # Kept past its validity as a tombstone, so a replay hears "used"/"expired" rather than "invalid".
-        await self.redis.set(self._key(ticket), "T" + body, ex=int(ttl_s) + TOMBSTONE_S, nx=True)
+        try:
+            # Kept past its validity as a tombstone, so a replay hears "used"/"expired" rather than "invalid".
+            await self.redis.set(self._key(ticket), "T" + body, ex=int(ttl_s) + TOMBSTONE_S, nx=True)
+        except (RedisError, OSError) as exc:
+            self.health.failed("tickets", exc)
+            return await self.fallback.issue(principal, ttl_s)
+        self.health.ok()
         return ticket
 
     async def redeem(self, ticket: str) -> Principal:
         if not ticket.startswith(TICKET_PREFIX) or len(ticket) > 128:
             raise AuthError("invalid_ticket", "the ticket is not valid")
-        raw = await self._redeem(keys=[self._key(ticket)])
+        if self.fallback.knows(ticket):
+            return await self.fallback.redeem(ticket)
+        try:
+            raw = await self._redeem(keys=[self._key(ticket)])
+        except (RedisError, OSError) as exc:
+            self.health.failed("tickets", exc)
+            raise AuthError("auth_unavailable", "tickets cannot be checked right now; retry shortly", 503) from None
+        self.health.ok()
         if raw is None:
             raise AuthError("invalid_ticket", "the ticket is not valid")
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
@@ -62,4 +84,4 @@ class RedisTicketStore:
         return Principal(body["u"], body["r"], body["x"], body["e"])
 
     async def aclose(self) -> None:
-        return None
+        await self.fallback.aclose()
