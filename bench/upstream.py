@@ -93,8 +93,9 @@ class Stats:
 
 
 class UpstreamProtocol(asyncio.Protocol):
-    def __init__(self, stats: Stats) -> None:
+    def __init__(self, stats: Stats, tickers: Tickers) -> None:
         self.stats = stats
+        self.tickers = tickers
         self.buf = b""
         self.transport: asyncio.Transport | None = None
         self.busy = False
@@ -139,34 +140,84 @@ class UpstreamProtocol(asyncio.Protocol):
         t.write(_HEAD + _ROLE)
         if plan.delay_ms <= 0 and plan.fail_after is None:
             t.write(_TOKEN * plan.tokens + _FINISH + _usage(plan.tokens) + _DONE)
-            self.busy = False
+            self.done()
             return
-        asyncio.get_running_loop().create_task(self.slow(plan))
+        self.tickers.for_delay(plan.delay_ms / 1000).add(SlowStream(self, plan))
 
-    async def slow(self, plan: Plan) -> None:
-        t = self.transport
-        assert t is not None
-        delay = plan.delay_ms / 1000
-        for i in range(plan.tokens):
-            if plan.fail_after is not None and i == plan.fail_after:
-                self.stats.drops.append(time.monotonic_ns())
-                t.abort()  # no terminating chunk: the client sees a broken stream
-                return
-            if delay:
-                await asyncio.sleep(delay)
-            if t.is_closing():
-                return
-            t.write(_TOKEN)
-        t.write(_FINISH + _usage(plan.tokens) + _DONE)
+    def done(self) -> None:
         self.busy = False
         if self.buf:
             self.data_received(b"")
 
 
+class SlowStream:
+    """One paced response: a token per tick, then the end (or a dropped connection)."""
+
+    __slots__ = ("plan", "proto", "sent")
+
+    def __init__(self, proto: UpstreamProtocol, plan: Plan) -> None:
+        self.proto, self.plan, self.sent = proto, plan, 0
+
+    def step(self) -> bool:
+        t = self.proto.transport
+        if t is None or t.is_closing():
+            return False
+        plan = self.plan
+        if plan.fail_after is not None and self.sent == plan.fail_after:
+            self.proto.stats.drops.append(time.monotonic_ns())
+            t.abort()  # no terminating chunk: the client sees a broken stream
+            return False
+        if self.sent == plan.tokens:
+            t.write(_FINISH + _usage(plan.tokens) + _DONE)
+            self.proto.done()
+            return False
+        t.write(_TOKEN)
+        self.sent += 1
+        return True
+
+
+class Ticker:
+    """One timer for every stream with the same pace: a token each for all of them per tick."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.streams: list[SlowStream] = []
+        self.running = False
+
+    def add(self, stream: SlowStream) -> None:
+        if self.delay <= 0:
+            while stream.step():  # a fault after N tokens with no pacing: all at once
+                pass
+            return
+        self.streams.append(stream)
+        if not self.running:
+            self.running = True
+            asyncio.get_running_loop().call_later(self.delay, self.tick)
+
+    def tick(self) -> None:
+        self.streams = [s for s in self.streams if s.step()]
+        if self.streams:
+            asyncio.get_running_loop().call_later(self.delay, self.tick)
+        else:
+            self.running = False
+
+
+class Tickers:
+    def __init__(self) -> None:
+        self._by_delay: dict[float, Ticker] = {}
+
+    def for_delay(self, delay: float) -> Ticker:
+        ticker = self._by_delay.get(delay)
+        if ticker is None:
+            ticker = self._by_delay[delay] = Ticker(delay)
+        return ticker
+
+
 async def serve(host: str, port: int) -> None:
     loop = asyncio.get_running_loop()
     stats = Stats()
-    server = await loop.create_server(lambda: UpstreamProtocol(stats), host, port, backlog=4096)
+    tickers = Tickers()
+    server = await loop.create_server(lambda: UpstreamProtocol(stats, tickers), host, port, backlog=4096)
     print(f"bench upstream on http://{host}:{port}", flush=True)
     async with server:
         await server.serve_forever()
