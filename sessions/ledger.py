@@ -183,6 +183,14 @@ class LedgerWriter:
         return self._spooled
 
     @property
+    def can_spool(self) -> bool:
+        """Whether finished streams survive a database outage here (a spool file can be written)."""
+        if self._spool is None:
+            return False
+        folder = self._spool.path.parent
+        return folder.is_dir() and os.access(folder, os.W_OK)
+
+    @property
     def store_down(self) -> bool:
         return self._failures > 0
 

@@ -20,5 +20,9 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     if services.sessions.draining:
         return JSONResponse({"status": "draining"}, status_code=503)
     if not await services.store.ping():
+        # Streams still work and are billed through the ledger's spool: stay in rotation rather than have
+        # the platform restart every instance during a database outage.
+        if services.ledger.can_spool:
+            return JSONResponse({"status": "degraded", "store": "unreachable", "ledger": "spooling"})
         return JSONResponse({"status": "store_unreachable"}, status_code=503)
     return JSONResponse({"status": "ready"})
