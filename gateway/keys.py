@@ -145,6 +145,14 @@ class UserKeyDirectory:
         """Providers usable without a stored key."""
         return self.operator.available()
 
+    async def usable_providers(self, user_id: str) -> set[str]:
+        """Providers the user can stream with, from which keys exist: nothing is decrypted to answer."""
+        try:
+            own = set(await self.secrets_of(user_id))
+        except StoreUnavailable:
+            own = set()
+        return own | self.available()
+
     async def secrets_of(self, user_id: str) -> dict[str, StoredSecret]:
         now = self._clock()
         hit = self._cache.get(user_id)

@@ -289,3 +289,19 @@ async def test_a_key_row_copied_to_another_user_does_not_decrypt_for_them(
     assert failures and getattr(failures[0], "user_id", None) == OTHER_USER
     assert "another user or provider" in failures[0].error  # type: ignore[attr-defined]
     assert USER_KEY not in captured.text()
+
+
+async def test_models_show_what_a_stored_key_unlocks(keyed: tuple[Live, KeyedProvider]) -> None:
+    live, _ = keyed
+
+    async def availability(http: httpx.AsyncClient) -> dict[str, bool]:
+        return {m["id"]: m["available"] for m in (await http.get("/v1/models")).json()["data"]}
+
+    async with httpx.AsyncClient(base_url=live.url, headers=live.headers()) as http:
+        before = await availability(http)
+        assert before["gpt-5-mini"] is False and before["mock"] is True
+        await http.put("/v1/keys/openai", json={"api_key": USER_KEY})
+        after = await availability(http)
+        assert after["gpt-5-mini"] is True and after["gpt-5"] is True and after["claude-sonnet-4-5"] is False
+        await http.delete("/v1/keys/openai")
+        assert (await availability(http))["gpt-5-mini"] is False

@@ -14,12 +14,12 @@ router = APIRouter(tags=["models"])
 
 @router.get("/v1/models")
 async def list_models(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
-    resolver = await services.keys.resolver_for(user.user_id)
+    usable = await services.keys.usable_providers(user.user_id)
     data = []
     for spec in services.catalog:
         if spec.provider not in services.providers:
             continue
-        available = await resolver.credential(spec.provider) is not None
+        available = spec.provider in usable
         data.append(
             {
                 "id": spec.id,
