@@ -17,7 +17,14 @@ from providers import errors
 from providers.base import ChatRequest, Credential, ImagePart, Message, TextPart
 from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from providers.sse import iter_events
-from providers.upstream import TRANSPORT_ERRORS, ClientCache, by_status, is_prefill_refusal, transport_error
+from providers.upstream import (
+    TRANSPORT_ERRORS,
+    ClientCache,
+    by_status,
+    is_prefill_refusal,
+    refused,
+    transport_error,
+)
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
@@ -226,7 +233,7 @@ class OpenAIProvider:
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
         kw: dict[str, str] = {"provider": self.name, "model": model}
         if isinstance(exc, openai.APITimeoutError):
-            if _refused(exc):
+            if refused(exc):
                 # The aiohttp transport reports a refused connection as a connect timeout.
                 return errors.ConnectionLost("connection to upstream refused", **kw)
             return errors.UpstreamTimeout("upstream timed out", **kw)
@@ -249,17 +256,6 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
-
-
-def _refused(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(8):  # the cause chain is short; bound it anyway
-        if seen is None:
-            return False
-        if isinstance(seen, ConnectionRefusedError):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def _body_error(body: object, fallback: str) -> tuple[str, str | None]:

@@ -142,6 +142,19 @@ def is_prefill_refusal(message: str) -> bool:
     return "prefill" in text or ("final assistant content" in text and "whitespace" not in text)
 
 
+def refused(exc: BaseException) -> bool:
+    """Whether a connection was refused somewhere down the cause chain. The SDKs' aiohttp transport reports a
+    refused connection as a connect timeout; callers want to tell the two apart."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the chain is short; bound it anyway
+        if seen is None:
+            return False
+        if isinstance(seen, ConnectionRefusedError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def transport_error(exc: BaseException, *, provider: str, model: str) -> errors.ProviderError:
     """Raw transport failures the SDKs let through (a cut connection mid-body, a timeout)."""
     if isinstance(exc, httpx2.TimeoutException | TimeoutError):
