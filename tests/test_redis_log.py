@@ -87,3 +87,46 @@ async def test_redis_down_keeps_local_streams_going() -> None:
     assert mirror.healthy is False
     await mirror.aclose()
     await dead.aclose()
+
+
+async def test_a_vanished_shared_copy_is_rewritten_from_memory(redis: Redis) -> None:
+    # As after a Redis restart: the key is gone while the stream runs; a reader still gets every event once.
+    keys = LogKeys(redis.test_prefix)  # type: ignore[attr-defined]
+    mirror = RedisLogMirror(redis, keys, instance_id="a", max_events=10_000, ttl_s=60, flush_interval_s=0.005)
+    mirror.start()
+    local = mirror.log_for("st_4", "user-4", 10_000, 1 << 20, client_id="c4")
+    for i in range(30):
+        local.append("delta", b'{"text":"%d"}' % i)
+    await asyncio.sleep(0.05)
+    remote = RemoteLog(redis, keys, "st_4", block_ms=200)
+
+    async def read(after: int) -> list[int]:
+        return [e.seq async for batch in remote.follow(after) for e in batch]
+
+    reader = asyncio.create_task(read(5))
+    await asyncio.sleep(0.05)
+    await redis.delete(keys.log("st_4"), keys.meta("st_4"))
+    for i in range(30, 60):
+        local.append("delta", b'{"text":"%d"}' % i)
+        await asyncio.sleep(0.001)
+    local.close()
+    assert await asyncio.wait_for(reader, 5) == list(range(6, 61))
+    assert mirror.rewrites >= 1
+    meta = await redis.hgetall(keys.meta("st_4"))
+    assert meta[b"user"] == b"user-4" and meta[b"client"] == b"c4" and meta[b"instance"] == b"a"
+    await mirror.aclose()
+
+
+async def test_a_hole_in_the_shared_copy_is_reported_not_skipped(redis: Redis) -> None:
+    keys = LogKeys(redis.test_prefix)  # type: ignore[attr-defined]
+    for seq in (1, 2, 3, 6, 7):
+        await redis.xadd(keys.log("st_5"), {"n": "delta", "d": b"%d" % seq}, id=f"{seq}-0")
+    remote = RemoteLog(redis, keys, "st_5", block_ms=100)
+    seen: list[int] = []
+    with pytest.raises(ResumeTooOld):
+        async for batch in remote.follow(0):
+            seen += [e.seq for e in batch]
+    assert seen == [1, 2, 3]
+    with pytest.raises(ResumeTooOld):
+        async for _batch in RemoteLog(redis, keys, "st_5", block_ms=100).follow(3):
+            raise AssertionError("events after a hole were delivered")

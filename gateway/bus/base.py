@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from gateway.aio import cancel_and_wait
 from providers.router import Segment
 from sessions.records import StreamRecord
 
@@ -194,9 +195,7 @@ class SpendBus:
 
     async def aclose(self) -> None:
         if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
+            await cancel_and_wait(self._pump)  # one cancel may be lost inside a Redis call
             self._pump = None
         await self._flush()  # what streams published during shutdown still goes out
         for group in list(self._subs.values()):

@@ -15,6 +15,7 @@ import logging
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from gateway.aio import cancel_and_wait
 from gateway.bus.base import SpendBus
 
 log = logging.getLogger("gateway.spend")
@@ -45,9 +46,7 @@ class RedisBus(SpendBus):
 
     async def _close(self) -> None:
         if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            await cancel_and_wait(self._reader)  # one cancel may be lost inside a Redis call
             self._reader = None
         if self._client is not None:
             await self._client.aclose()

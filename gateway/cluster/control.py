@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.aio import cancel_and_wait
 from gateway.cluster.health import RedisHealth
 
 log = logging.getLogger("gateway.cluster")
@@ -29,7 +30,7 @@ class ClusterControl:
         redis: Redis,
         prefix: str,
         instance_id: str,
-        on_cancel: Callable[[str, str], None] | None = None,
+        on_cancel: Callable[[str, str], object] | None = None,
         *,
         health: RedisHealth | None = None,
     ) -> None:
@@ -52,9 +53,7 @@ class ClusterControl:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
 
     async def _listen(self) -> None:
         backoff = 0.2
@@ -108,9 +107,7 @@ class ClusterControl:
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             with contextlib.suppress(RedisError, OSError):
                 await self.redis.delete(self.watch_key(stream_id))
 

@@ -17,6 +17,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.aio import cancel_and_wait
 from gateway.cluster.health import RedisHealth
 from sessions.limits import LimitExceeded, MemoryUserLimiter
 
@@ -77,9 +78,7 @@ class RedisUserLimiter:
 
     async def aclose(self) -> None:
         if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refresher
+            await cancel_and_wait(self._refresher)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 

@@ -6,22 +6,26 @@ append. Entry ids are `<seq>-0`, so a reader asks for "everything after seq N" d
 stream is the entry `<last_seq>-1`. Seqs have no holes, so a reader notices any event it cannot get (trimmed,
 or lost with a restarted Redis) and says so instead of skipping it.
 
-While Redis is unreachable the mirror keeps what it could not write (bounded) and writes it when Redis is back;
-what overflowed is missing from the shared copy, which readers then report as `resume_too_old`.
+A stream whose events could not be written (Redis unreachable), or whose shared copy vanished (Redis
+restarted), is rewritten whole from the owner's in-memory log at the next successful flush, in one atomic
+script: the in-memory log is the outage buffer, bounded by the stream log limits. Events that fell off it are
+missing from the shared copy too, which readers then report as `resume_too_old`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
+from gateway.aio import cancel_and_wait, reraise_swallowed_cancel
 from gateway.cluster.health import RedisHealth
 from sessions.log import LogEntry, MemoryEventLog, ResumeTooOld
 
@@ -39,9 +43,32 @@ def _entry_id(raw: bytes | str) -> tuple[int, int]:
     return int(seq), int(part or 0)
 
 
-def _already_written(result: object) -> bool:
-    # A retried batch meets the entries an earlier, partly applied batch already wrote.
-    return isinstance(result, ResponseError) and "equal or smaller" in str(result)
+# KEYS[1]: the log. ARGV: mode, maxlen, then (id, name, data) per entry in order.
+# mode "append": earlier events were written, so a missing key means they were lost: write nothing, return 0.
+# mode "first": nothing written yet. mode "reset": replace the whole log.
+# Entries not above the log's last id are skipped, so a batch retried after a lost reply is harmless.
+_WRITE = """
+local mode = ARGV[1]
+if mode == 'reset' then
+  redis.call('DEL', KEYS[1])
+elseif mode == 'append' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+local top_seq, top_part = -1, -1
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if #top > 0 then
+  local s, p = string.match(top[1][1], '^(%d+)-(%d+)$')
+  top_seq, top_part = tonumber(s), tonumber(p)
+end
+for i = 3, #ARGV, 3 do
+  local s, p = string.match(ARGV[i], '^(%d+)-(%d+)$')
+  local seq, part = tonumber(s), tonumber(p)
+  if seq > top_seq or (seq == top_seq and part > top_part) then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ARGV[i], 'n', ARGV[i + 1], 'd', ARGV[i + 2])
+  end
+end
+return 1
+"""
 
 
 @dataclass(slots=True, frozen=True)
@@ -55,8 +82,18 @@ class LogKeys:
         return f"{self.prefix}:meta:{stream_id}"
 
 
+@dataclass(slots=True)
+class _Mirrored:
+    log: MirroredLog
+    user_id: str
+    client_id: str
+    written: bool = False  # some events are in Redis, so a missing key means they were lost
+    closed_at: float | None = None
+    last_seq: int = 0
+
+
 class RedisLogMirror:
-    """Batches appends from every live log of this instance into pipelined XADDs."""
+    """Batches appends from every live log of this instance into one pipeline per flush."""
 
     def __init__(
         self,
@@ -67,7 +104,6 @@ class RedisLogMirror:
         max_events: int,
         ttl_s: int,
         flush_interval_s: float = 0.01,
-        max_pending: int = 100_000,
         health: RedisHealth | None = None,
     ) -> None:
         self.redis = redis
@@ -76,14 +112,15 @@ class RedisLogMirror:
         self.max_events = max_events
         self.ttl_s = ttl_s
         self.flush_interval_s = flush_interval_s
-        self.max_pending = max_pending
         self.health = health or RedisHealth(instance_id=instance_id)
+        self._sha = hashlib.sha1(_WRITE.encode(), usedforsecurity=False).hexdigest()  # how Redis names scripts
+        self._streams: dict[str, _Mirrored] = {}
         self._pending: dict[str, list[LogEntry]] = {}
-        self._closing: dict[str, int] = {}
-        self._owners: dict[str, tuple[str, str]] = {}
+        self._closing: set[str] = set()
+        self._dirty: set[str] = set()  # to be rewritten whole from the in-memory log
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.dropped = 0  # events never mirrored because an outage outlasted the buffer
+        self.rewrites = 0
 
     @property
     def healthy(self) -> bool:
@@ -94,17 +131,16 @@ class RedisLogMirror:
 
     async def aclose(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
         with contextlib.suppress(RedisError, OSError):
             await self.flush()
 
     def log_for(
         self, stream_id: str, user_id: str, max_events: int, max_bytes: int, client_id: str | None = None
     ) -> MirroredLog:
-        self._owners[stream_id] = (user_id, client_id or "")
-        return MirroredLog(self, stream_id, max_events, max_bytes)
+        log = MirroredLog(self, stream_id, max_events, max_bytes)
+        self._streams[stream_id] = _Mirrored(log, user_id, client_id or "")
+        return log
 
     def appended(self, stream_id: str, entry: LogEntry) -> None:
         batch = self._pending.get(stream_id)
@@ -115,10 +151,15 @@ class RedisLogMirror:
             batch.append(entry)
 
     def closed(self, stream_id: str, last_seq: int) -> None:
-        self._closing[stream_id] = last_seq
+        st = self._streams.get(stream_id)
+        if st is not None:
+            st.closed_at, st.last_seq = time.monotonic(), last_seq
+        self._closing.add(stream_id)
         self._wake.set()
 
     async def _loop(self) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self.redis.script_load(_WRITE)  # else loaded on the first NOSCRIPT
         while True:
             await self._wake.wait()
             await asyncio.sleep(self.flush_interval_s)  # let a few tokens gather into one round trip
@@ -126,68 +167,80 @@ class RedisLogMirror:
             try:
                 await self.flush()
             except (RedisError, OSError) as exc:
-                # Local clients are unaffected; what was not written is kept for the next try.
+                # Local clients are unaffected; the streams are rewritten from memory once Redis answers.
                 self.health.failed("stream logs", exc)
+                self._forget_expired()
                 self._wake.set()
                 await asyncio.sleep(RETRY_S)
                 continue
             self.health.ok()
 
-    async def flush(self) -> None:
-        if not self._pending and not self._closing:
+    async def flush(self, *, reload: bool = True) -> None:
+        if not self._pending and not self._closing and not self._dirty:
             return
         pending, self._pending = self._pending, {}
-        closing, self._closing = self._closing, {}
+        closing, self._closing = self._closing, set()
+        dirty, self._dirty = self._dirty, set()
         pipe = self.redis.pipeline(transaction=False)
-        for sid, entries in pending.items():
-            key = self.keys.log(sid)
+        plan: list[tuple[str, bool]] = []
+        for sid in dict.fromkeys([*dirty, *pending, *closing]):
+            st = self._streams.get(sid)
+            if st is None:
+                continue
+            if sid in dirty:
+                mode, entries, ends = "reset", st.log.kept(), st.closed_at is not None
+            else:
+                mode, entries, ends = ("append" if st.written else "first"), pending.get(sid, []), sid in closing
+            args: list[Any] = [mode, self.max_events]
             for e in entries:
-                pipe.xadd(key, {"n": e.name, "d": e.data}, id=f"{e.seq}-0", maxlen=self.max_events, approximate=True)
-            self._touch(pipe, sid)
-        for sid, last in closing.items():
-            pipe.xadd(self.keys.log(sid), {"n": END, "d": b""}, id=f"{last}-1")
-            self._touch(pipe, sid)
+                args += (f"{e.seq}-0", e.name, e.data)
+            if ends:
+                args += (f"{st.last_seq}-1", END, b"")
+            pipe.evalsha(self._sha, 1, self.keys.log(sid), *args)
+            meta = self.keys.meta(sid)
+            pipe.hset(meta, mapping={"user": st.user_id, "instance": self.instance_id, "client": st.client_id})
+            pipe.expire(self.keys.log(sid), self.ttl_s)
+            pipe.expire(meta, self.ttl_s)
+            plan.append((sid, ends))
         try:
             results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError, asyncio.CancelledError):
-            self._requeue(pending, closing)
+            self._dirty.update(sid for sid, _ in plan)
             raise
-        failure = next((r for r in results if isinstance(r, Exception) and not _already_written(r)), None)
+        failure: Exception | None = None
+        missing_script = False
+        for i, (sid, ends) in enumerate(plan):
+            written, st = results[i * 4], self._streams[sid]
+            if isinstance(written, Exception) or not written:
+                # Failed, or the shared copy vanished (Redis restarted): rewrite it whole next time.
+                self._dirty.add(sid)
+                self.rewrites += 1
+                if isinstance(written, NoScriptError):
+                    missing_script = True
+                elif isinstance(written, Exception):
+                    failure = failure or written
+                continue
+            st.written = True
+            if ends:
+                del self._streams[sid]
+        if missing_script and reload:
+            # A restarted Redis forgot the script (and the logs with it): load it and rewrite now.
+            await self.redis.script_load(_WRITE)
+            await self.flush(reload=False)
+        if self._dirty:
+            self._wake.set()
         if failure is not None:
-            self._requeue(pending, closing)
             raise failure
-        for sid in closing:
-            self._owners.pop(sid, None)
 
-    def _touch(self, pipe: Any, sid: str) -> None:
-        user, client = self._owners.get(sid, ("", ""))
-        meta = self.keys.meta(sid)
-        pipe.hset(meta, mapping={"user": user, "instance": self.instance_id, "client": client})
-        pipe.expire(self.keys.log(sid), self.ttl_s)
-        pipe.expire(meta, self.ttl_s)
-
-    def _requeue(self, pending: dict[str, list[LogEntry]], closing: dict[str, int]) -> None:
-        """Put back what a failed write held, before anything appended since, within the bounds."""
-        newer, merged = self._pending, {}
-        for sid, entries in pending.items():
-            merged[sid] = entries + newer.pop(sid, [])
-        merged.update(newer)
-        total = 0
-        for sid, entries in merged.items():
-            if len(entries) > self.max_events:
-                self.dropped += len(entries) - self.max_events
-                merged[sid] = entries = entries[-self.max_events :]
-            total += len(entries)
-        # Over the overall bound, the streams waiting longest lose their backlog first.
-        for sid in list(merged):
-            if total <= self.max_pending:
-                break
-            total -= len(merged[sid])
-            self.dropped += len(merged[sid])
-            del merged[sid]
-        self._pending = merged
-        for sid, last in closing.items():
-            self._closing.setdefault(sid, last)
+    def _forget_expired(self) -> None:
+        """Streams that ended longer ago than the shared copy would live are not worth rewriting."""
+        now = time.monotonic()
+        for sid, st in list(self._streams.items()):
+            if st.closed_at is not None and now - st.closed_at > self.ttl_s:
+                del self._streams[sid]
+                self._dirty.discard(sid)
+                self._closing.discard(sid)
+                self._pending.pop(sid, None)
 
 
 class MirroredLog(MemoryEventLog):
@@ -209,6 +262,10 @@ class MirroredLog(MemoryEventLog):
         if not self.closed:
             super().close()
             self._mirror.closed(self._sid, self.last_seq)
+
+    def kept(self) -> list[LogEntry]:
+        """Every event the in-memory log still holds, oldest first."""
+        return self.since(self.last_seq - len(self._entries))
 
 
 class RemoteLog:
@@ -277,12 +334,14 @@ class RemoteLog:
                 reply: Any = await self.redis.xread({self.key: f"{cursor}-0"}, count=1000, block=self.block_ms)
                 gone = not reply and not await self.redis.exists(self.key)
             except (RedisError, OSError):
+                reraise_swallowed_cancel()
                 now = time.monotonic()
                 failing_since = failing_since or now
                 if now - failing_since >= self.give_up_s:
                     raise LogUnavailable("the stream's events cannot be read right now") from None
                 await asyncio.sleep(RETRY_S)
                 continue
+            reraise_swallowed_cancel()  # a client that went away must not keep this loop reading
             failing_since = None
             if gone:
                 now = time.monotonic()
