@@ -1,7 +1,8 @@
-"""Server-sent events for one stream session: replay from a cursor, follow live, ping, notice disconnects.
+"""Server-sent events for one stream: replay from a cursor, follow live, ping, notice disconnects.
 
 A raw ASGI response (rather than StreamingResponse) so that a disconnect detaches the subscriber, which
-keeps the stream alive for the resume window, instead of cancelling the generation.
+keeps the stream alive for the resume window, instead of cancelling the generation. The stream may run here
+or on another instance (`FollowedStream`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import asyncio
 import contextlib
 from collections.abc import Sequence
 
+import orjson
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from sessions.log import LogEntry
-from sessions.manager import SessionManager
-from sessions.stream import StreamSession
+from sessions.follow import FollowedStream
+from sessions.log import LogEntry, ResumeTooOld
 
 SSE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -42,18 +43,28 @@ def encode_batch(stream_id: bytes, batch: Sequence[LogEntry]) -> bytes:
     return b"".join(parts)
 
 
+def error_event(stream: FollowedStream, code: str, message: str) -> bytes:
+    data = {
+        "type": "error",
+        "stream_id": stream.id,
+        "id": stream.client_id,
+        "code": code,
+        "message": message,
+        "retryable": False,
+    }
+    return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
 class EventStreamResponse(Response):
     def __init__(
         self,
-        session: StreamSession,
-        manager: SessionManager,
+        stream: FollowedStream,
         *,
         after_seq: int = 0,
         ping_s: float = 15.0,
         extra_headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
-        self.session = session
-        self.manager = manager
+        self.stream = stream
         self.after_seq = after_seq
         self.ping_s = ping_s
         self.raw_headers = [*SSE_HEADERS, *extra_headers]
@@ -65,7 +76,7 @@ class EventStreamResponse(Response):
         loop = asyncio.get_running_loop()
         last_sent = loop.time()
         lock = asyncio.Lock()
-        sid = self.session.id.encode()
+        sid = self.stream.id.encode()
 
         async def body(chunk: bytes, more: bool = True) -> None:
             nonlocal last_sent
@@ -74,8 +85,13 @@ class EventStreamResponse(Response):
             last_sent = loop.time()
 
         async def forward() -> None:
-            async for batch in self.session.log.follow(self.after_seq):
-                await body(encode_batch(sid, batch))
+            try:
+                async for batch in self.stream.log.follow(self.after_seq):
+                    await body(encode_batch(sid, batch))
+            except ResumeTooOld as exc:
+                # The reader fell behind the bounded log (or lost the shared copy): say so, without an `id:`,
+                # so a reconnect from the last event received is refused with 410 rather than skipping events.
+                await body(error_event(self.stream, exc.code, str(exc)))
 
         async def ping() -> None:
             while True:
@@ -89,18 +105,21 @@ class EventStreamResponse(Response):
                 if msg["type"] == "http.disconnect":
                     return
 
-        self.manager.attach(self.session)
-        tasks = [asyncio.ensure_future(forward()), asyncio.ensure_future(ping()), asyncio.ensure_future(disconnected())]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            completed = tasks[0] in done and tasks[0].exception() is None
-        finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await t
-            self.manager.detach(self.session)
+        async with self.stream.following():
+            tasks = [
+                asyncio.ensure_future(forward()),
+                asyncio.ensure_future(ping()),
+                asyncio.ensure_future(disconnected()),
+            ]
+            try:
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                completed = tasks[0] in done and tasks[0].exception() is None
+            finally:
+                for t in tasks:
+                    t.cancel()
+                for t in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, OSError):
+                        await t
         if completed:
             with contextlib.suppress(OSError):
                 await body(b"", more=False)

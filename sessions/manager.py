@@ -12,12 +12,19 @@ from dataclasses import dataclass
 from providers.base import ChatRequest
 from providers.catalog import Catalog, ModelSpec, UnknownModel
 from providers.router import MidstreamPolicy, Router
+from sessions.follow import FollowedStream, LocalStream, RemoteStreams
 from sessions.limits import LimitExceeded, MemoryUserLimiter, UserLimiter
 from sessions.log import EventLog, MemoryEventLog
 from sessions.ports import BudgetGuard, KeyDirectory, LedgerSink, NoBudget, NullSpend, SpendPublisher
 from sessions.stream import StreamSession
 
 log = logging.getLogger("gateway.sessions")
+
+# How often an abandoned stream asks whether a client on another instance still follows it.
+WATCH_POLL_S = 2.0
+
+# Builds a stream's event log from its stream id, user id and client id.
+LogFactory = Callable[[str, str, str | None], EventLog]
 
 
 class SessionError(Exception):
@@ -64,8 +71,9 @@ class SessionManager:
         spend: SpendPublisher | None = None,
         budget: BudgetGuard | None = None,
         limits: Limits = Limits(),
-        log_factory: Callable[[str], EventLog] | None = None,
+        log_factory: LogFactory | None = None,
         limiter: UserLimiter | None = None,
+        remote: RemoteStreams | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.router = router
@@ -75,11 +83,15 @@ class SessionManager:
         self.spend = spend or NullSpend()
         self.budget = budget or NoBudget()
         self.limits = limits
-        self._log_factory = log_factory or (lambda _sid: MemoryEventLog(limits.log_max_events, limits.log_max_bytes))
+        self._log_factory = log_factory or (
+            lambda _sid, _uid, _cid: MemoryEventLog(limits.log_max_events, limits.log_max_bytes)
+        )
         self.limiter = limiter or MemoryUserLimiter(
             limits.max_concurrent_streams, limits.starts_per_minute, clock=clock
         )
+        self.remote = remote
         self._sessions: dict[str, StreamSession] = {}
+        self._checks: set[asyncio.Task[None]] = set()
         # A running stream nobody follows is cancelled when its abandon timer fires (the resume window);
         # a finished stream is forgotten when its forget timer fires. Two maps so one never clobbers the other.
         self._abandon: dict[str, asyncio.TimerHandle] = {}
@@ -130,7 +142,7 @@ class SessionManager:
                 policy=params.policy,
                 router=self.router,
                 keys=resolver,
-                log=self._log_factory(sid),
+                log=self._log_factory(sid, user_id, params.client_id),
                 ledger=self.ledger,
                 spend=self.spend,
                 budget_usd=remaining,
@@ -156,6 +168,29 @@ class SessionManager:
             raise SessionError("stream_not_found", "no such stream", status=404)
         return s
 
+    async def find(self, stream_id: str, user_id: str) -> FollowedStream:
+        """The user's stream to follow or stop: running here, or (with several instances) on another one."""
+        s = self._sessions.get(stream_id)
+        if s is None and self.remote is not None:
+            found = await self.remote.locate(stream_id, user_id)
+            if found is not None:
+                return found
+        if s is None or s.user_id != user_id:
+            raise SessionError("stream_not_found", "no such stream", status=404)
+        return LocalStream(s, self)
+
+    def following(self, session: StreamSession) -> LocalStream:
+        """A stream just started here, as something to follow."""
+        return LocalStream(session, self)
+
+    def cancel_local(self, stream_id: str, user_id: str) -> bool:
+        """Stop a stream of this instance for its user (a stop sent to another instance lands here)."""
+        s = self._sessions.get(stream_id)
+        if s is None or s.user_id != user_id or not s.cancel("client"):
+            return False
+        log.info("stream stopped from another instance", extra={"stream_id": stream_id, "user_id": user_id})
+        return True
+
     def attach(self, session: StreamSession) -> None:
         session.subscribers += 1
         timer = self._abandon.pop(session.id, None)
@@ -174,9 +209,33 @@ class SessionManager:
         loop = asyncio.get_running_loop()
         self._abandon[session.id] = loop.call_later(window, self._abandoned, session)
 
-    def _abandoned(self, session: StreamSession) -> None:
+    def _abandoned(self, session: StreamSession, was_watched: bool = False) -> None:
         self._abandon.pop(session.id, None)
-        if session.subscribers == 0 and session.cancel("disconnect"):
+        if session.subscribers > 0 or session.finished:
+            return
+        if self.remote is None:
+            self._give_up(session)
+            return
+        task = asyncio.get_running_loop().create_task(self._abandon_unless_watched(session, was_watched))
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+
+    async def _abandon_unless_watched(self, session: StreamSession, was_watched: bool) -> None:
+        assert self.remote is not None
+        watched = await self.remote.is_watched(session.id)
+        if session.subscribers > 0 or session.finished or session.id in self._abandon:
+            return  # someone came back here meanwhile
+        loop = asyncio.get_running_loop()
+        if watched:
+            self._abandon[session.id] = loop.call_later(WATCH_POLL_S, self._abandoned, session, True)
+        elif was_watched:
+            # The client following from elsewhere just left: a full window to come back, as for a local one.
+            self._abandon[session.id] = loop.call_later(self.limits.resume_window_s, self._abandoned, session)
+        else:
+            self._give_up(session)
+
+    def _give_up(self, session: StreamSession) -> None:
+        if session.cancel("disconnect"):
             log.info("stream abandoned", extra={"stream_id": session.id, "user_id": session.user_id})
 
     def _ended(self, session: StreamSession) -> None:

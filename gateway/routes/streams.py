@@ -1,4 +1,4 @@
-"""Streams over SSE: start, resume from a cursor, cancel."""
+"""Streams over SSE: start, resume from a cursor, cancel (on this instance or, with Redis, on another one)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,9 @@ async def chat_stream(request: Request, user: CurrentUser, services: ServicesDep
     )
     session = await services.sessions.start(user.user_id, params)
     return EventStreamResponse(
-        session, services.sessions, ping_s=s.gateway_sse_ping_s, extra_headers=[(b"x-stream-id", session.id.encode())]
+        services.sessions.following(session),
+        ping_s=s.gateway_sse_ping_s,
+        extra_headers=[(b"x-stream-id", session.id.encode())],
     )
 
 
@@ -70,17 +72,15 @@ async def stream_events(
     after: int | None = None,
     last_event_id: str | None = Header(None),
 ) -> EventStreamResponse:
-    session = services.sessions.get(stream_id, user.user_id)
+    stream = await services.sessions.find(stream_id, user.user_id)
     cursor = parse_cursor(stream_id, last_event_id, after)
     # Fail now (410) rather than mid-response if the cursor fell off the bounded log.
-    await session.log.check_cursor(cursor)
-    return EventStreamResponse(
-        session, services.sessions, after_seq=cursor, ping_s=services.settings.gateway_sse_ping_s
-    )
+    await stream.log.check_cursor(cursor)
+    return EventStreamResponse(stream, after_seq=cursor, ping_s=services.settings.gateway_sse_ping_s)
 
 
 @router.post("/v1/streams/{stream_id}/cancel")
 async def cancel_stream(stream_id: str, user: CurrentUser, services: ServicesDep) -> dict[str, object]:
-    session = services.sessions.get(stream_id, user.user_id)
-    cancelled = session.cancel("client")
+    stream = await services.sessions.find(stream_id, user.user_id)
+    cancelled = await stream.stop()
     return {"stream_id": stream_id, "cancelled": cancelled, "status": "cancelling" if cancelled else "finished"}

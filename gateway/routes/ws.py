@@ -18,9 +18,9 @@ from gateway.deps import bearer_token, get_services
 from gateway.routes.tickets import redeem_ticket
 from gateway.schemas import ChatStartFrame, InputTooLarge, describe, to_start_params
 from gateway.services import Services
+from sessions.follow import FollowedStream
 from sessions.log import ResumeTooOld
 from sessions.manager import SessionError
-from sessions.stream import StreamSession
 
 log = logging.getLogger("gateway.ws")
 router = APIRouter(tags=["websocket"])
@@ -83,7 +83,7 @@ class Connection:
         self.user = user
         s = services.settings
         self.bucket = TokenBucket(s.gateway_ws_messages_per_second, s.gateway_ws_messages_per_second * 2, 0.0)
-        self.forwarders: dict[str, tuple[StreamSession, asyncio.Task[None]]] = {}
+        self.forwarders: dict[str, tuple[FollowedStream, asyncio.Task[None]]] = {}
         self.send_lock = asyncio.Lock()
         self.closed = False
         self.close_code: int | None = None
@@ -156,6 +156,8 @@ class Connection:
         finally:
             self.closed = True
             watcher.cancel()
+            # Forwarders created just now take their subscription first, so cancelling them releases it.
+            await asyncio.sleep(0)
             for _session, task in list(self.forwarders.values()):
                 task.cancel()
             for _session, task in list(self.forwarders.values()):
@@ -208,7 +210,7 @@ class Connection:
         except (SessionError, InputTooLarge) as exc:
             await self.error(exc.code, exc.message, parsed.id, getattr(exc, "retryable", False))
             return
-        self.follow(parsed.id, session, 0)
+        self.follow(parsed.id, self.services.sessions.following(session), 0)
 
     async def reauth(self, frame: dict[str, Any], client_id: str | None) -> None:
         """A fresh token for this socket (before the current one expires). Same user only."""
@@ -227,27 +229,27 @@ class Connection:
         self.user = user
         await self.send_json({**auth_ok(user), "id": client_id})
 
-    def follow(self, client_id: str, session: StreamSession, after_seq: int) -> None:
-        self.services.sessions.attach(session)
-        task = asyncio.create_task(self.forward(client_id, session, after_seq))
-        self.forwarders[client_id] = (session, task)
+    def follow(self, client_id: str, stream: FollowedStream, after_seq: int) -> None:
+        task = asyncio.create_task(self.forward(client_id, stream, after_seq))
+        self.forwarders[client_id] = (stream, task)
 
-    async def forward(self, client_id: str, session: StreamSession, after_seq: int) -> None:
+    async def forward(self, client_id: str, stream: FollowedStream, after_seq: int) -> None:
         send = self.send_bytes_as_text
         try:
-            async for batch in session.log.follow(after_seq):
-                for entry in batch:
-                    await send(entry.data)
-        except ResumeTooOld as exc:
-            # The cursor fell off the bounded log between the check and the first read.
-            with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
-                await self.error(exc.code, str(exc), client_id)
-        except (WebSocketDisconnect, OSError, RuntimeError):
-            pass  # the socket went away; the session keeps generating for the resume window
+            async with stream.following():
+                try:
+                    async for batch in stream.log.follow(after_seq):
+                        for entry in batch:
+                            await send(entry.data)
+                except ResumeTooOld as exc:
+                    # The cursor fell off the bounded log (or the shared copy was lost) while following.
+                    with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
+                        await self.error(exc.code, str(exc), client_id)
+                except (WebSocketDisconnect, OSError, RuntimeError):
+                    pass  # the socket went away; the stream keeps generating for the resume window
         finally:
-            self.services.sessions.detach(session)
             current = self.forwarders.get(client_id)
-            if current is not None and current[0] is session:
+            if current is not None and current[0] is stream:
                 del self.forwarders[client_id]
 
     async def cancel(self, client_id: str | None) -> None:
@@ -255,7 +257,10 @@ class Connection:
         if entry is None:
             await self.error("stream_not_found", "no running stream with that id", client_id)
             return
-        entry[0].cancel("client")
+        try:
+            await entry[0].stop()
+        except SessionError as exc:
+            await self.error(exc.code, exc.message, client_id)
 
     async def resume(self, frame: dict[str, Any], client_id: str | None) -> None:
         stream_id, last_seq = frame.get("stream_id"), frame.get("last_seq", 0)
@@ -265,19 +270,19 @@ class Connection:
             )
             return
         try:
-            session = self.services.sessions.get(stream_id, self.user.user_id)
-            await session.log.check_cursor(last_seq)
+            stream = await self.services.sessions.find(stream_id, self.user.user_id)
+            await stream.log.check_cursor(last_seq)
         except SessionError as exc:
             await self.error(exc.code, exc.message, client_id)
             return
         except ResumeTooOld as exc:
             await self.error(exc.code, str(exc), client_id)
             return
-        key = session.client_id or stream_id
+        key = stream.client_id or stream_id
         if key in self.forwarders:
             await self.error("duplicate_id", "that stream is already followed on this socket", client_id)
             return
-        self.follow(key, session, last_seq)
+        self.follow(key, stream, last_seq)
 
 
 async def authenticate(ws: WebSocket, services: Services) -> tuple[Principal | None, str | None]:
