@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -28,6 +29,9 @@ from providers.breaker import MemoryBreaker
 from providers.router import Router
 from sessions.ledger import LedgerWriter
 from sessions.manager import Limits, SessionManager
+
+if TYPE_CHECKING:
+    from gateway.cluster.wiring import Cluster
 
 log = logging.getLogger("gateway")
 
@@ -59,10 +63,18 @@ def build_services(settings: Settings) -> Services:
     )
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
     spend = build_bus(redis_url, settings.gateway_redis_prefix)
+    cluster: Cluster | None = None
+    if redis_url:
+        from gateway.cluster.wiring import build_cluster  # redis is imported only when configured
+
+        cluster = build_cluster(settings, redis_url)
     router = Router(
         providers,
-        # One breaker for the whole process: every stream learns from every other stream's failures.
-        breaker=MemoryBreaker(
+        # One breaker for the whole process (with Redis, for every instance): every stream learns from every
+        # other stream's failures.
+        breaker=cluster.breaker
+        if cluster is not None
+        else MemoryBreaker(
             settings.gateway_breaker_failures, settings.gateway_breaker_window_s, settings.gateway_breaker_cooldown_s
         ),
         first_token_timeout_s=settings.gateway_first_token_timeout_s,
@@ -78,15 +90,24 @@ def build_services(settings: Settings) -> Services:
         spend=spend,
         budget=budgets,
         limits=limits,
+        log_factory=cluster.log_for if cluster is not None else None,
+        limiter=cluster.limiter if cluster is not None else None,
+        remote=cluster.remote if cluster is not None else None,
     )
+    if cluster is not None:
+        cluster.control.on_cancel = sessions.cancel_local
     stats.gauge("gateway_active_streams", "Streams generating now.", lambda: float(sessions.live_count()))
     stats.gauge(
         "gateway_ledger_backlog", "Finished streams not yet written to the store.", lambda: float(ledger.backlog)
     )
     auth = build_auth(settings)
-    return Services(
+    services = Services(
         settings, auth, catalog, providers, keys, store, ledger, sessions, spend=spend, budgets=budgets, metrics=stats
     )
+    if cluster is not None:
+        services.cluster = cluster
+        services.tickets = cluster.tickets
+    return services
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -99,11 +120,15 @@ def create_app(settings: Settings) -> FastAPI:
         await services.store.open()
         services.ledger.start()
         await services.spend.start()
+        if services.cluster is not None:
+            services.cluster.start()
         try:
             yield
         finally:
             await services.sessions.drain(settings.gateway_drain_deadline_s)
             await services.spend.aclose()
+            if services.cluster is not None:
+                await services.cluster.aclose()
             await services.ledger.aclose()
             await services.store.aclose()
             await asyncio.gather(*(p.aclose() for p in services.providers.values()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway.auth import Authenticator
 from gateway.budgets import StoreBudgetGuard
@@ -16,6 +17,9 @@ from providers.base import Provider
 from providers.catalog import Catalog
 from sessions.ledger import LedgerWriter
 from sessions.manager import SessionManager
+
+if TYPE_CHECKING:
+    from gateway.cluster.wiring import Cluster
 
 
 @dataclass(slots=True)
@@ -34,3 +38,4 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     tickets: TicketStore = field(default_factory=MemoryTicketStore)  # a shared store replaces it for several instances
     extras: dict[str, object] = field(default_factory=dict)
+    cluster: Cluster | None = None  # with REDIS_URL: what this instance shares with the others
