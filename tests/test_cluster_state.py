@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -10,6 +11,7 @@ from redis.asyncio import Redis
 
 from gateway.auth import AuthError, Principal
 from gateway.cluster.breaker import RedisBreaker
+from gateway.cluster.health import RedisHealth
 from gateway.cluster.limits import RedisUserLimiter
 from gateway.cluster.tickets import RedisTicketStore
 from sessions.limits import LimitExceeded
@@ -111,3 +113,36 @@ async def test_failed_probe_reopens() -> None:
         assert await brk.acquire("gemini", "flash")
         await brk.failure("gemini", "flash")
         assert not await brk.acquire("gemini", "flash")
+
+
+async def test_without_redis_tickets_work_in_process_and_one_warning_covers_every_component(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gateway.cluster")
+    dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    clock = [0.0]
+    health = RedisHealth(instance_id="i1", retry_s=1.0, clock=lambda: clock[0])
+    tickets = RedisTicketStore(dead, "x", health=health)
+    limiter = RedisUserLimiter(dead, "x", max_concurrent=1, starts_per_minute=100, health=health)
+    breaker = RedisBreaker(dead, "x", failures=2, window_s=10, cooldown_s=30, health=health)
+    try:
+        ticket = await tickets.issue(ALICE, 60)  # the first failure; later calls skip Redis for a second
+        assert (await tickets.redeem(ticket)).user_id == ALICE.user_id
+        with pytest.raises(AuthError) as used:
+            await tickets.redeem(ticket)
+        assert used.value.code == "ticket_used"
+        await limiter.admit("u")
+        with pytest.raises(LimitExceeded):
+            await limiter.admit("u")
+        for _ in range(50):
+            await breaker.failure("openai", "m")
+        assert not await breaker.acquire("openai", "m")  # the in-process breaker opened
+        clock[0] += 2  # the pause is over: the next call probes Redis again, still down, and stays quiet
+        with pytest.raises(AuthError) as unknown:
+            await tickets.redeem("tk_" + "x" * 40)
+        assert unknown.value.code == "auth_unavailable" and unknown.value.status == 503
+    finally:
+        await dead.aclose()
+    warnings = [r for r in caplog.records if r.name == "gateway.cluster"]
+    assert len(warnings) == 1 and getattr(warnings[0], "instance", None) == "i1"
+    assert health.outages == 1 and not health.healthy
