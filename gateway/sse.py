@@ -44,9 +44,10 @@ def encode_batch(stream_id: bytes, batch: Sequence[LogEntry]) -> bytes:
 
 
 def error_event(stream: FollowedStream, code: str, message: str) -> bytes:
+    # As on the WebSocket: `stream_id: null` says the follow failed, not the stream (which may still be running).
     data = {
         "type": "error",
-        "stream_id": stream.id,
+        "stream_id": None,
         "id": stream.client_id,
         "code": code,
         "message": message,

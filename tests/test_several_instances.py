@@ -371,3 +371,29 @@ async def test_redis_restarted_mid_stream_loses_nothing_billed_and_sharing_comes
             client, "GET", f"/v1/streams/{sid}/events", headers={**b.headers(), "last-event-id": last_id}
         )
     check_exact(first, [e.data for e in rest], expected_after)
+
+
+async def test_a_hole_in_a_shared_log_ends_the_follow_with_resume_too_old(
+    live_factory: Callable[..., Any], prefix: str
+) -> None:
+    # A stream whose owner is gone and whose shared copy lost events 4 and 5 (as after an outage longer than the
+    # owner's log): followers get what is there, then are told, rather than reading past the hole.
+    gw: Live = await live_factory(redis_url=REDIS_URL, gateway_redis_prefix=prefix)
+    redis = gw.services.cluster.redis
+    sid = "st_orphaned"
+    for seq in (1, 2, 3, 6):
+        data = json.dumps({"type": "delta", "stream_id": sid, "id": "c9", "seq": seq, "text": f" w{seq}"})
+        await redis.xadd(f"{prefix}:log:{sid}", {"n": "delta", "d": data}, id=f"{seq}-0")
+    await redis.hset(f"{prefix}:meta:{sid}", mapping={"user": DEV_USER_ID, "instance": "gone", "client": "c9"})
+    async with httpx.AsyncClient(base_url=gw.url, timeout=10) as client:
+        events = await collect_sse(client, "GET", f"/v1/streams/{sid}/events?after=1", headers=gw.headers())
+        assert [e.data["seq"] for e in events[:-1]] == [2, 3]
+        assert events[-1].event == "error" and events[-1].id is None
+        assert events[-1].data["code"] == "resume_too_old" and events[-1].data["stream_id"] is None
+        # Its owner is gone: nobody can stop it.
+        r = await client.post(f"/v1/streams/{sid}/cancel", headers=gw.headers())
+        assert r.status_code == 404 and r.json()["error"]["code"] == "stream_not_found"
+    async with websockets.connect(f"{gw.ws_url}/v1/ws", additional_headers=gw.headers()) as ws:
+        await ws.send(json.dumps({"type": "chat.resume", "id": "r", "stream_id": sid, "last_seq": 0}))
+        frames = await frames_until(ws, lambda f: f["type"] == "error")
+    assert [f["seq"] for f in frames[:-1]] == [1, 2, 3] and frames[-1]["code"] == "resume_too_old"
