@@ -29,7 +29,6 @@ from gateway.aio import cancel_and_wait, reraise_swallowed_cancel
 from gateway.cluster.health import RedisHealth
 from sessions.log import LogEntry, MemoryEventLog, ResumeTooOld
 
-END = b"__end__"
 RETRY_S = 0.5  # between writes while Redis is unreachable
 
 
@@ -43,10 +42,13 @@ def _entry_id(raw: bytes | str) -> tuple[int, int]:
     return int(seq), int(part or 0)
 
 
-# KEYS[1]: the log. ARGV: mode, maxlen, then (id, name, data) per entry in order.
-# mode "append": earlier events were written, so a missing key means they were lost: write nothing, return 0.
+# One call per stream and flush. KEYS: the log, its metadata. ARGV: mode, maxlen, ttl, user, instance, client
+# (written with the first events or a rewrite: a lost hash comes with a lost log, which is then rewritten),
+# the seq of the first event, the seq to end the stream at ("" if it goes on), then the events as one string of
+# "<name> <length>\n<data>" records with consecutive seqs (one argument, not three per event: cheaper to send).
+# mode "append": earlier events were written, so a missing log means they were lost: write nothing, return 0.
 # mode "first": nothing written yet. mode "reset": replace the whole log.
-# Entries not above the log's last id are skipped, so a batch retried after a lost reply is harmless.
+# Events not above the log's last id are skipped, so a batch retried after a lost reply is harmless.
 _WRITE = """
 local mode = ARGV[1]
 if mode == 'reset' then
@@ -60,13 +62,28 @@ if #top > 0 then
   local s, p = string.match(top[1][1], '^(%d+)-(%d+)$')
   top_seq, top_part = tonumber(s), tonumber(p)
 end
-for i = 3, #ARGV, 3 do
-  local s, p = string.match(ARGV[i], '^(%d+)-(%d+)$')
-  local seq, part = tonumber(s), tonumber(p)
-  if seq > top_seq or (seq == top_seq and part > top_part) then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], ARGV[i], 'n', ARGV[i + 1], 'd', ARGV[i + 2])
+local blob, pos, seq = ARGV[9], 1, tonumber(ARGV[7])
+while pos <= #blob do
+  local sp = string.find(blob, ' ', pos, true)
+  local nl = string.find(blob, '\\n', sp + 1, true)
+  local size = tonumber(string.sub(blob, sp + 1, nl - 1))
+  if seq > top_seq then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], string.format('%d-0', seq),
+      'n', string.sub(blob, pos, sp - 1), 'd', string.sub(blob, nl + 1, nl + size))
+  end
+  pos, seq = nl + size + 1, seq + 1
+end
+if ARGV[8] ~= '' then
+  local last = tonumber(ARGV[8])
+  if last > top_seq or (last == top_seq and top_part < 1) then
+    redis.call('XADD', KEYS[1], string.format('%d-1', last), 'n', '__end__', 'd', '')
   end
 end
+if mode ~= 'append' then
+  redis.call('HSET', KEYS[2], 'user', ARGV[4], 'instance', ARGV[5], 'client', ARGV[6])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
 return 1
 """
 
@@ -191,16 +208,22 @@ class RedisLogMirror:
                 mode, entries, ends = "reset", st.log.kept(), st.closed_at is not None
             else:
                 mode, entries, ends = ("append" if st.written else "first"), pending.get(sid, []), sid in closing
-            args: list[Any] = [mode, self.max_events]
+            parts: list[bytes] = []
             for e in entries:
-                args += (f"{e.seq}-0", e.name, e.data)
-            if ends:
-                args += (f"{st.last_seq}-1", END, b"")
-            pipe.evalsha(self._sha, 1, self.keys.log(sid), *args)
-            meta = self.keys.meta(sid)
-            pipe.hset(meta, mapping={"user": st.user_id, "instance": self.instance_id, "client": st.client_id})
-            pipe.expire(self.keys.log(sid), self.ttl_s)
-            pipe.expire(meta, self.ttl_s)
+                parts += (e.name.encode(), b" %d\n" % len(e.data), e.data)
+            pipe.evalsha(
+                self._sha,
+                2,
+                self.keys.log(sid),
+                self.keys.meta(sid),
+                mode,
+                self.max_events,
+                self.ttl_s,
+                *((st.user_id, self.instance_id, st.client_id) if mode != "append" else ("", "", "")),
+                entries[0].seq if entries else 0,
+                st.last_seq if ends else "",
+                b"".join(parts),
+            )
             plan.append((sid, ends))
         try:
             results = await pipe.execute(raise_on_error=False)
@@ -210,7 +233,7 @@ class RedisLogMirror:
         failure: Exception | None = None
         missing_script = False
         for i, (sid, ends) in enumerate(plan):
-            written, st = results[i * 4], self._streams[sid]
+            written, st = results[i], self._streams[sid]
             if isinstance(written, Exception) or not written:
                 # Failed, or the shared copy vanished (Redis restarted): rewrite it whole next time.
                 self._dirty.add(sid)
@@ -254,9 +277,9 @@ class MirroredLog(MemoryEventLog):
         self._sid = stream_id
 
     def append(self, name: str, data: bytes) -> None:
-        seq = self.last_seq + 1
         super().append(name, data)
-        self._mirror.appended(self._sid, LogEntry(seq, name, data))
+        # The entry just stored (the ring always keeps its newest): one object per event, not two.
+        self._mirror.appended(self._sid, self._entries[-1])
 
     def close(self) -> None:
         if not self.closed:
