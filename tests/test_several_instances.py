@@ -34,6 +34,7 @@ FAST = "[[mock tokens=150]]"
 
 @pytest.fixture
 async def prefix() -> AsyncIterator[str]:
+    # Tests ask for it before `live_factory`, so its keys are removed after the gateways stopped writing them.
     async with redis_prefix() as (_client, value):
         yield value
 
@@ -101,7 +102,7 @@ def not_here(gw: Live, sid: str) -> bool:
 
 
 async def test_sse_stream_from_a_resumes_on_b_exactly_and_only_for_its_user(
-    live_factory: Callable[..., Any], prefix: str
+    prefix: str, live_factory: Callable[..., Any]
 ) -> None:
     # A short resume window on the owner: the stream must outlive it because B follows it.
     a, b = await two(live_factory, REDIS_URL, prefix, gateway_resume_window_s=1.0)
@@ -139,7 +140,7 @@ async def test_sse_stream_from_a_resumes_on_b_exactly_and_only_for_its_user(
 
 
 async def test_websocket_stream_from_a_resumes_on_b_then_stops_from_b(
-    live_factory: Callable[..., Any], prefix: str
+    prefix: str, live_factory: Callable[..., Any]
 ) -> None:
     a, b = await two(live_factory, REDIS_URL, prefix)
     expected = await reference(a, f"socket hop {FAST}")
@@ -174,7 +175,7 @@ async def test_websocket_stream_from_a_resumes_on_b_then_stops_from_b(
     assert rows[sid2]["status"] == "cancelled" and 0 < rows[sid2]["output_tokens"] < 1000
 
 
-async def test_stop_over_http_on_b_stops_the_stream_on_a(live_factory: Callable[..., Any], prefix: str) -> None:
+async def test_stop_over_http_on_b_stops_the_stream_on_a(prefix: str, live_factory: Callable[..., Any]) -> None:
     a, b = await two(live_factory, REDIS_URL, prefix)
     sid, _last, _first = await sse_first(a, f"stop it elsewhere {SLOW}", 3)
     async with httpx.AsyncClient(base_url=b.url, timeout=10) as client:
@@ -194,7 +195,7 @@ async def test_stop_over_http_on_b_stops_the_stream_on_a(live_factory: Callable[
 
 
 async def test_a_stream_nobody_resumes_anywhere_still_stops_after_the_window(
-    live_factory: Callable[..., Any], prefix: str
+    prefix: str, live_factory: Callable[..., Any]
 ) -> None:
     a, _b = await two(live_factory, REDIS_URL, prefix, gateway_resume_window_s=0.3)
     sid, _last, _first = await sse_first(a, f"abandoned {SLOW}", 3)
@@ -205,7 +206,7 @@ async def test_a_stream_nobody_resumes_anywhere_still_stops_after_the_window(
 
 
 async def test_resume_on_b_after_the_stream_finished_on_a_replays_the_tail(
-    live_factory: Callable[..., Any], prefix: str
+    prefix: str, live_factory: Callable[..., Any]
 ) -> None:
     a, b = await two(live_factory, REDIS_URL, prefix)
     expected = await reference(a, f"read it later {FAST}")
@@ -225,7 +226,7 @@ async def test_resume_on_b_after_the_stream_finished_on_a_replays_the_tail(
 # -- limits -----------------------------------------------------------------------------------------------------------
 
 
-async def test_the_concurrent_stream_cap_holds_across_instances(live_factory: Callable[..., Any], prefix: str) -> None:
+async def test_the_concurrent_stream_cap_holds_across_instances(prefix: str, live_factory: Callable[..., Any]) -> None:
     a, b = await two(live_factory, REDIS_URL, prefix, gateway_max_concurrent_streams=2)
     long = "[[mock tokens=2000 delay_ms=20]]"
     async with (
@@ -374,7 +375,7 @@ async def test_redis_restarted_mid_stream_loses_nothing_billed_and_sharing_comes
 
 
 async def test_a_hole_in_a_shared_log_ends_the_follow_with_resume_too_old(
-    live_factory: Callable[..., Any], prefix: str
+    prefix: str, live_factory: Callable[..., Any]
 ) -> None:
     # A stream whose owner is gone and whose shared copy lost events 4 and 5 (as after an outage longer than the
     # owner's log): followers get what is there, then are told, rather than reading past the hole.

@@ -208,8 +208,9 @@ async def redis_prefix() -> AsyncIterator[str]:
 
 @pytest.mark.services
 async def test_redis_bus_feeds_a_dashboard_on_another_instance(
-    live_factory: Callable[..., Any], redis_prefix: str
+    redis_prefix: str, live_factory: Callable[..., Any]
 ) -> None:
+    # The prefix fixture comes first so its cleanup runs after the gateways wrote their last stream logs.
     first: Live = await live_factory(redis_url=REDIS_URL, gateway_redis_prefix=redis_prefix)
     second: Live = await live_factory(redis_url=REDIS_URL, gateway_redis_prefix=redis_prefix)
     assert first.url != second.url

@@ -41,6 +41,7 @@ class ClusterControl:
         self.on_cancel = on_cancel
         self.health = health or RedisHealth(instance_id=instance_id)
         self._task: asyncio.Task[None] | None = None
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     def channel(self, instance_id: str) -> str:
         return f"{self.prefix}:ctl:{instance_id}"
@@ -54,6 +55,8 @@ class ClusterControl:
     async def aclose(self) -> None:
         if self._task is not None:
             await cancel_and_wait(self._task)
+        if self._cleanups:
+            await asyncio.wait(self._cleanups)
 
     async def _listen(self) -> None:
         backoff = 0.2
@@ -103,13 +106,20 @@ class ClusterControl:
                     await self.redis.set(self.watch_key(stream_id), self.instance_id, ex=WATCH_TTL_S)
                 await asyncio.sleep(WATCH_REFRESH_S)
 
+        async def unwatch(refresher: asyncio.Task[None]) -> None:
+            await cancel_and_wait(refresher)
+            with contextlib.suppress(RedisError, OSError):
+                await self.redis.delete(self.watch_key(stream_id))
+
         task = asyncio.create_task(refresh())
         try:
             yield
         finally:
-            await cancel_and_wait(task)
-            with contextlib.suppress(RedisError, OSError):
-                await self.redis.delete(self.watch_key(stream_id))
+            # Shielded: a follower cancelled while leaving must not leave the key refreshed forever.
+            cleanup = asyncio.create_task(unwatch(task))
+            self._cleanups.add(cleanup)
+            cleanup.add_done_callback(self._cleanups.discard)
+            await asyncio.shield(cleanup)
 
     async def is_watched(self, stream_id: str) -> bool:
         if not self.health.usable():
