@@ -75,13 +75,14 @@ class RedisBus(SpendBus):
     async def _read_forever(self) -> None:
         assert self._client is not None
         backoff = 0.2
+        warned = False
         start = len(self.channel_prefix)
         while True:
             pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.psubscribe(self.channel_prefix + "*")
                 self._subscribed.set()
-                backoff = 0.2
+                backoff, warned = 0.2, False
                 while True:
                     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if msg is None or msg.get("type") != "pmessage":
@@ -92,7 +93,11 @@ class RedisBus(SpendBus):
                     self.deliver(user_id, data if isinstance(data, bytes) else str(data).encode())
             except (RedisError, OSError) as exc:
                 self._subscribed.clear()
-                log.warning("spend bus: redis subscription lost (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                # One warning when the subscription is lost; the retries of the same outage stay quiet.
+                (log.debug if warned else log.warning)(
+                    "spend bus: redis subscription lost (%s); retrying in %.1fs", type(exc).__name__, backoff
+                )
+                warned = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:
