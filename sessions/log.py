@@ -67,6 +67,9 @@ class MemoryEventLog:
         return self._closed
 
     def append(self, name: str, data: bytes) -> None:
+        # A right-sized copy: orjson's output keeps its whole 4 KiB working buffer, which a log holding
+        # thousands of events per stream would multiply into megabytes.
+        data = bytes(memoryview(data))
         self._entries.append(LogEntry(self._next_seq, name, data))
         self._next_seq += 1
         self._bytes += len(data)
