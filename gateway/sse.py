@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 from starlette.responses import Response
@@ -56,6 +56,60 @@ def error_event(stream: FollowedStream, code: str, message: str) -> bytes:
     return b"event: error\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+class SSEChannel:
+    """One event-stream response on the wire: body writes, heartbeat comments while idle, and the disconnect.
+
+    `run(*work)` runs the given coroutines beside the heartbeat and the disconnect listener until the first of
+    them ends, then stops the rest. It returns True when the first work item finished on its own.
+    """
+
+    def __init__(self, send: Send, receive: Receive, ping_s: float) -> None:
+        self._send = send
+        self._receive = receive
+        self._ping_s = ping_s
+        self._lock = asyncio.Lock()
+        self._loop = asyncio.get_running_loop()
+        self._last_sent = self._loop.time()
+
+    async def start(self, headers: list[tuple[bytes, bytes]]) -> None:
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def write(self, chunk: bytes) -> None:
+        async with self._lock:
+            await self._send({"type": "http.response.body", "body": chunk, "more_body": True})
+        self._last_sent = self._loop.time()
+
+    async def end(self) -> None:
+        with contextlib.suppress(OSError):
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _heartbeat(self) -> None:
+        loop = self._loop
+        while True:
+            await asyncio.sleep(max(0.05, self._ping_s - (loop.time() - self._last_sent)))
+            if loop.time() - self._last_sent >= self._ping_s:
+                await self.write(b": ping\n\n")
+
+    async def _disconnected(self) -> None:
+        while True:
+            msg: Message = await self._receive()
+            if msg["type"] == "http.disconnect":
+                return
+
+    async def run(self, *work: Callable[[], Awaitable[None]]) -> bool:
+        tasks = [asyncio.ensure_future(w()) for w in work]
+        tasks += [asyncio.ensure_future(self._heartbeat()), asyncio.ensure_future(self._disconnected())]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            return tasks[0] in done and tasks[0].exception() is None
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await t
+
+
 class EventStreamResponse(Response):
     def __init__(
         self,
@@ -73,54 +127,20 @@ class EventStreamResponse(Response):
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        loop = asyncio.get_running_loop()
-        last_sent = loop.time()
-        lock = asyncio.Lock()
+        channel = SSEChannel(send, receive, self.ping_s)
+        await channel.start(self.raw_headers)
         sid = self.stream.id.encode()
-
-        async def body(chunk: bytes, more: bool = True) -> None:
-            nonlocal last_sent
-            async with lock:
-                await send({"type": "http.response.body", "body": chunk, "more_body": more})
-            last_sent = loop.time()
 
         async def forward() -> None:
             try:
                 async for batch in self.stream.log.follow(self.after_seq):
-                    await body(encode_batch(sid, batch))
+                    await channel.write(encode_batch(sid, batch))
             except ResumeTooOld as exc:
                 # The reader fell behind the bounded log (or lost the shared copy): say so, without an `id:`,
                 # so a reconnect from the last event received is refused with 410 rather than skipping events.
-                await body(error_event(self.stream, exc.code, str(exc)))
-
-        async def ping() -> None:
-            while True:
-                await asyncio.sleep(max(0.05, self.ping_s - (loop.time() - last_sent)))
-                if loop.time() - last_sent >= self.ping_s:
-                    await body(b": ping\n\n")
-
-        async def disconnected() -> None:
-            while True:
-                msg: Message = await receive()
-                if msg["type"] == "http.disconnect":
-                    return
+                await channel.write(error_event(self.stream, exc.code, str(exc)))
 
         async with self.stream.following():
-            tasks = [
-                asyncio.ensure_future(forward()),
-                asyncio.ensure_future(ping()),
-                asyncio.ensure_future(disconnected()),
-            ]
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                completed = tasks[0] in done and tasks[0].exception() is None
-            finally:
-                for t in tasks:
-                    t.cancel()
-                for t in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, OSError):
-                        await t
+            completed = await channel.run(forward)
         if completed:
-            with contextlib.suppress(OSError):
-                await body(b"", more=False)
+            await channel.end()

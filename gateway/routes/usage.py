@@ -7,7 +7,6 @@ A user sees only their own spend. A service-role caller may pass `user_id` (or `
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -15,7 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from gateway.auth import Principal
 from gateway.bus import ALL, SpendBus
@@ -23,6 +22,7 @@ from gateway.deps import CurrentUser, ServicesDep
 from gateway.errors import error_response
 from gateway.routes.tickets import HeaderOrTicketUser
 from gateway.services import Services
+from gateway.sse import SSE_HEADERS, SSEChannel
 from gateway.stores.base import StreamRow, UsageTotals
 
 router = APIRouter(tags=["usage"])
@@ -198,27 +198,14 @@ class SpendStreamResponse(Response):
         self.closing = closing
         self.status_code = 200
         self.background = None
-        self.raw_headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache, no-transform"),
-            (b"x-accel-buffering", b"no"),
-        ]
+        self.raw_headers = list(SSE_HEADERS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        loop = asyncio.get_running_loop()
-        lock = asyncio.Lock()
-        last_sent = loop.time()
-
-        async def body(chunk: bytes) -> None:
-            nonlocal last_sent
-            async with lock:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            last_sent = loop.time()
-
+        channel = SSEChannel(send, receive, self.ping_s)
         # Subscribed before the headers go out: a client holding the response misses nothing after it.
         async with self.bus.subscribe(self.key) as sub:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await body(b"retry: 3000\n: subscribed\n\n")
+            await channel.start(self.raw_headers)
+            await channel.write(b"retry: 3000\n: subscribed\n\n")
 
             async def forward() -> None:
                 while True:
@@ -228,19 +215,7 @@ class SpendStreamResponse(Response):
                     parts: list[bytes] = []
                     for data in (first, *sub.get_batch()):
                         parts += (b"event: ", event_name(data), b"\ndata: ", data, b"\n\n")
-                    await body(b"".join(parts))
-
-            async def ping() -> None:
-                while True:
-                    await asyncio.sleep(max(0.05, self.ping_s - (loop.time() - last_sent)))
-                    if loop.time() - last_sent >= self.ping_s:
-                        await body(b": ping\n\n")
-
-            async def disconnected() -> None:
-                while True:
-                    msg: Message = await receive()
-                    if msg["type"] == "http.disconnect":
-                        return
+                    await channel.write(b"".join(parts))
 
             async def shutting_down() -> None:
                 # An endless response would hold up a graceful shutdown: end it once the server drains,
@@ -248,17 +223,8 @@ class SpendStreamResponse(Response):
                 while not self.closing():  # noqa: ASYNC110 (a flag the session manager owns)
                     await asyncio.sleep(0.5)
 
-            tasks = [asyncio.ensure_future(t()) for t in (forward, ping, disconnected, shutting_down)]
-            try:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for t in tasks:
-                    t.cancel()
-                for t in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, OSError):
-                        await t
-        with contextlib.suppress(OSError):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await channel.run(forward, shutting_down)
+        await channel.end()
 
 
 @router.get("/v1/usage/stream", response_model=None)
