@@ -90,24 +90,31 @@ class SSEChannel:
             if loop.time() - self._last_sent >= self._ping_s:
                 await self.write(b": ping\n\n")
 
-    async def _disconnected(self) -> None:
-        while True:
-            msg: Message = await self._receive()
-            if msg["type"] == "http.disconnect":
-                return
-
     async def run(self, *work: Callable[[], Awaitable[None]]) -> bool:
-        tasks = [asyncio.ensure_future(w()) for w in work]
-        tasks += [asyncio.ensure_future(self._heartbeat()), asyncio.ensure_future(self._disconnected())]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            return tasks[0] in done and tasks[0].exception() is None
-        finally:
-            for t in tasks:
-                t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await t
+        return await run_until_first(*work, self._heartbeat, lambda: wait_disconnect(self._receive))
+
+
+async def wait_disconnect(receive: Receive) -> None:
+    """Returns when the client goes away."""
+    while True:
+        msg: Message = await receive()
+        if msg["type"] == "http.disconnect":
+            return
+
+
+async def run_until_first(*work: Callable[[], Awaitable[None]]) -> bool:
+    """Run the coroutines until the first ends, then stop the rest; True when the first one listed finished
+    on its own (not cancelled, not failed)."""
+    tasks = [asyncio.ensure_future(w()) for w in work]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return tasks[0] in done and tasks[0].exception() is None
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, OSError):
+                await t
 
 
 class EventStreamResponse(Response):

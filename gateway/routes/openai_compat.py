@@ -10,8 +10,6 @@ Closing the connection stops the stream at once (the partial output is billed): 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -25,6 +23,7 @@ from gateway.deps import CurrentUser, ServicesDep
 from gateway.errors import error_response
 from gateway.routes.streams import read_json_body
 from gateway.schemas import ChatBody, describe, to_start_params
+from gateway.sse import SSE_HEADERS, SSEChannel, run_until_first, wait_disconnect
 from sessions.log import ResumeTooOld
 from sessions.manager import SessionManager
 from sessions.stream import StreamSession
@@ -193,55 +192,20 @@ class CompletionResponse(Response):
         self.manager.attach(self.session)
         finished = False
         try:
-            run = self._stream(send) if self.stream else self._collect(send)
-            tasks = [asyncio.ensure_future(run), asyncio.ensure_future(self._disconnected(receive))]
-            try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                finished = tasks[0] in done and tasks[0].exception() is None
-            finally:
-                for t in tasks:
-                    t.cancel()
-                for t in tasks:
-                    with contextlib.suppress(asyncio.CancelledError, OSError):
-                        await t
+            if self.stream:
+                channel = SSEChannel(send, receive, self.ping_s)
+                await channel.start([*SSE_HEADERS, (b"x-stream-id", self.session.id.encode())])
+                finished = await channel.run(lambda: self._stream(channel))
+                if finished:
+                    await channel.end()
+            else:
+                finished = await run_until_first(lambda: self._collect(send), lambda: wait_disconnect(receive))
         finally:
             if not finished:
                 self.session.cancel("client")  # the caller went away: stop generating (partial output billed)
             self.manager.detach(self.session)
 
-    @staticmethod
-    async def _disconnected(receive: Receive) -> None:
-        while True:
-            msg: Message = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-
-    async def _stream(self, send: Send) -> None:
-        headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache, no-transform"),
-            (b"x-accel-buffering", b"no"),
-            (b"x-stream-id", self.session.id.encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        loop = asyncio.get_running_loop()
-        lock = asyncio.Lock()
-        last_sent = loop.time()
-
-        async def body(chunk: bytes) -> None:
-            nonlocal last_sent
-            async with lock:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            last_sent = loop.time()
-
-        async def ping() -> None:
-            # SSE comments keep proxies from closing a stream that waits long for its first token.
-            while True:
-                await asyncio.sleep(max(0.05, self.ping_s - (loop.time() - last_sent)))
-                if loop.time() - last_sent >= self.ping_s:
-                    await body(b": ping\n\n")
-
-        pinger = asyncio.ensure_future(ping())
+    async def _stream(self, channel: SSEChannel) -> None:
         dumps, loads, feed, frame = orjson.dumps, orjson.loads, self.tr.feed, self.tr.delta_frame
         try:
             async for batch in self.session.log.follow(0):
@@ -255,13 +219,9 @@ class CompletionResponse(Response):
                     if chunk is not None:
                         parts += (b"data: ", dumps(chunk), b"\n\n")
                 if parts:
-                    await body(b"".join(parts))
+                    await channel.write(b"".join(parts))
         except ResumeTooOld as exc:  # the stream outran its bounded log before this reader caught up
             self.tr.error = {"code": exc.code, "message": str(exc)}
-        finally:
-            pinger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pinger
         tail: list[bytes] = []
         if self.tr.error is not None:
             # The official clients raise an APIError on a chunk with an `error` key.
@@ -271,8 +231,7 @@ class CompletionResponse(Response):
             usage = {**self.tr.chunk({}), "choices": [], "usage": self.tr.usage()}
             tail += (b"data: ", dumps(usage), b"\n\n")
         tail.append(b"data: [DONE]\n\n")
-        async with lock:
-            await send({"type": "http.response.body", "body": b"".join(tail), "more_body": False})
+        await channel.write(b"".join(tail))
 
     async def _collect(self, send: Send) -> None:
         feed, loads = self.tr.feed, orjson.loads
