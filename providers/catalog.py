@@ -39,6 +39,9 @@ class ModelSpec:
     price: Price | None = None  # overrides the price database
 
 
+# GPT-5 and Gemini 2.5 think before they write and stream nothing meanwhile: a silent minute is not a stall.
+REASONING_FIRST_TOKEN_S = 120.0
+
 _DEFAULTS: tuple[ModelSpec, ...] = (
     ModelSpec(
         "gpt-5-mini",
@@ -48,9 +51,17 @@ _DEFAULTS: tuple[ModelSpec, ...] = (
         False,
         fallbacks=("claude-sonnet-4-5", "gemini-2.5-flash"),
         aliases=("openai", "gpt-mini"),
+        first_token_timeout=REASONING_FIRST_TOKEN_S,
     ),
     ModelSpec(
-        "gpt-5", "openai", "gpt-5", 400_000, False, fallbacks=("claude-opus-4-1", "gemini-2.5-pro"), tier="advanced"
+        "gpt-5",
+        "openai",
+        "gpt-5",
+        400_000,
+        False,
+        fallbacks=("claude-opus-4-1", "gemini-2.5-pro"),
+        tier="advanced",
+        first_token_timeout=REASONING_FIRST_TOKEN_S,
     ),
     ModelSpec(
         "claude-sonnet-4-5",
@@ -79,6 +90,7 @@ _DEFAULTS: tuple[ModelSpec, ...] = (
         False,
         fallbacks=("gpt-5-mini", "claude-sonnet-4-5"),
         aliases=("gemini", "flash"),
+        first_token_timeout=REASONING_FIRST_TOKEN_S,
     ),
     ModelSpec(
         "gemini-2.5-pro",
@@ -89,6 +101,7 @@ _DEFAULTS: tuple[ModelSpec, ...] = (
         fallbacks=("gpt-5", "claude-opus-4-1"),
         aliases=("gemini-pro",),
         tier="advanced",
+        first_token_timeout=REASONING_FIRST_TOKEN_S,
     ),
     # The built-in mock: deterministic text, no key, a nominal price so spend dashboards move in demos.
     ModelSpec(
