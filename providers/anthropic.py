@@ -8,12 +8,11 @@ from typing import Any
 
 import anthropic
 import httpx2
-import orjson
 
 from providers import errors
 from providers.base import ChatRequest, Credential, ImagePart, Message, TextPart
 from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
-from providers.sse import iter_events
+from providers.sse import open_sdk_stream
 from providers.upstream import (
     TRANSPORT_ERRORS,
     ClientCache,
@@ -151,22 +150,23 @@ class AnthropicProvider:
         # The SDK sends the request (auth, version header, base URL) and raises its own errors on error
         # statuses; the body is already in wire form, so it goes through `post` rather than the typed
         # `create`, and the event stream is read here without a model object per event.
-        try:
-            response = await client.post(
+        events = await open_sdk_stream(
+            lambda: client.post(
                 "/v1/messages", cast_to=httpx2.Response, body=self.params(request, upstream_model), stream=True
-            )
-        except _FAILURES as exc:
-            raise self._error(exc, upstream_model) from exc
+            ),
+            _FAILURES,
+            lambda exc: self._error(exc, upstream_model),
+            provider=self.name,
+            model=upstream_model,
+        )
         finish: FinishReason | None = None
         input_tokens = cached = output_tokens = 0
         thinking_chars = 0
         tool_slots: dict[int, int] = {}  # content block index -> tool call number
-        loads = orjson.loads
         try:
-            async for name, data in iter_events(response.aiter_raw()):
+            async for name, ev in events:
                 if not name:
                     continue  # the API names every event; unnamed data is not part of the protocol
-                ev = loads(data)
                 kind = ev.get("type")
                 if kind == "content_block_delta":
                     d = ev["delta"]
@@ -194,16 +194,10 @@ class AnthropicProvider:
                         finish = _FINISH.get(stop, "other")
                     output_tokens = (ev.get("usage") or {}).get("output_tokens", output_tokens)
                 elif kind == "error":
-                    raise self._event_error(ev, upstream_model, response.headers)
-        except orjson.JSONDecodeError as exc:
-            raise errors.ServerError(
-                "upstream sent a malformed event", provider=self.name, model=upstream_model
-            ) from exc
-        except _FAILURES as exc:
-            raise self._error(exc, upstream_model) from exc
+                    raise self._event_error(ev, upstream_model, events.response.headers)
         finally:
             # Runs on aclose() and on cancellation too: the upstream response is closed at once.
-            await response.aclose()
+            await events.aclose()
         if finish is None:
             raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
         # Anthropic counts thinking inside output tokens and does not split it out: estimate the share.

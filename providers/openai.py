@@ -11,12 +11,11 @@ from typing import Any
 
 import httpx2
 import openai
-import orjson
 
 from providers import errors
 from providers.base import ChatRequest, Credential, ImagePart, Message, TextPart
 from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
-from providers.sse import iter_events
+from providers.sse import open_sdk_stream
 from providers.upstream import (
     TRANSPORT_ERRORS,
     ClientCache,
@@ -150,24 +149,23 @@ class OpenAIProvider:
         # Our body is already in wire form, so it goes through the client's `post` rather than the typed
         # `create` (whose parameter transform costs more than half a millisecond per request), and the
         # stream is read here without a model object per chunk.
-        try:
-            response = await client.post(
+        events = await open_sdk_stream(
+            lambda: client.post(
                 "/chat/completions",
                 cast_to=httpx2.Response,
                 body=params,
                 options={"headers": headers} if headers else {},
                 stream=True,
-            )
-        except _FAILURES as exc:
-            raise self._error(exc, upstream_model) from exc
+            ),
+            _FAILURES,
+            lambda exc: self._error(exc, upstream_model),
+            provider=self.name,
+            model=upstream_model,
+        )
         finish: FinishReason | None = None
         usage: Usage | None = None
-        loads = orjson.loads
         try:
-            async for _name, data in iter_events(response.aiter_raw()):
-                if data == b"[DONE]":
-                    continue  # read to the end so the connection goes back to the pool
-                chunk = loads(data)
+            async for _name, chunk in events:
                 if "error" in chunk and not chunk.get("choices"):
                     raise self._event_error(chunk, upstream_model)
                 u = chunk.get("usage")
@@ -202,15 +200,9 @@ class OpenAIProvider:
                 reason = choice.get("finish_reason")
                 if reason is not None:
                     finish = _FINISH.get(reason, "other")
-        except orjson.JSONDecodeError as exc:
-            raise errors.ServerError(
-                "upstream sent a malformed event", provider=self.name, model=upstream_model
-            ) from exc
-        except _FAILURES as exc:
-            raise self._error(exc, upstream_model) from exc
         finally:
             # Runs on aclose() and on cancellation too: the upstream response is closed at once.
-            await response.aclose()
+            await events.aclose()
         if finish is None:
             raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
         if usage is not None:

@@ -6,7 +6,13 @@ split on blank lines and hand back each event's `data`, with no per-chunk model 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import httpx2
+import orjson
+
+from providers import errors
 
 
 async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bytes]]:
@@ -35,3 +41,58 @@ async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes
             if data:
                 yield name, b"\n".join(data)
         buf = buf[start:] if start else buf
+
+
+class SDKEventStream:
+    """The body of a streaming request the SDK sent, read as SSE events of JSON, failures mapped by the adapter.
+
+    Shared by the adapters that let the SDK send the request (auth, base URL, error statuses) and read the
+    body themselves. `aclose()` closes the upstream response at once.
+    """
+
+    def __init__(
+        self,
+        response: httpx2.Response,
+        failures: tuple[type[BaseException], ...],
+        map_error: Callable[[BaseException], errors.ProviderError],
+        provider: str,
+        model: str,
+    ) -> None:
+        self.response = response
+        self._failures = failures
+        self._map_error = map_error
+        self._provider = provider
+        self._model = model
+
+    async def __aiter__(self) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
+        loads = orjson.loads
+        try:
+            async for name, data in iter_events(self.response.aiter_raw()):
+                if data == b"[DONE]":
+                    continue  # read to the end so the connection goes back to the pool
+                yield name, loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise errors.ServerError(
+                "upstream sent a malformed event", provider=self._provider, model=self._model
+            ) from exc
+        except self._failures as exc:
+            raise self._map_error(exc) from exc
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+async def open_sdk_stream(
+    send: Callable[[], Awaitable[httpx2.Response]],
+    failures: tuple[type[BaseException], ...],
+    map_error: Callable[[BaseException], errors.ProviderError],
+    *,
+    provider: str,
+    model: str,
+) -> SDKEventStream:
+    """Send the request through the SDK; its error statuses and transport failures come out mapped."""
+    try:
+        response = await send()
+    except failures as exc:
+        raise map_error(exc) from exc
+    return SDKEventStream(response, failures, map_error, provider, model)
