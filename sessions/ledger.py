@@ -233,6 +233,14 @@ class LedgerWriter:
 
     # -- writing ------------------------------------------------------------------------
 
+    async def catch_up(self) -> None:
+        """Write what is pending now, so a reader sees the streams it was just told finished.
+
+        Skipped during an outage: those records are spooled and the reader gets what the store has.
+        """
+        if self._pending and not self.store_down:
+            await self.flush()
+
     async def flush(self, *, final: bool = False) -> None:
         """Replay the spool, then write what is pending. During an outage (and before the next retry is
         due) pending records go to the spool instead. `final` (shutdown) tries the store once for the

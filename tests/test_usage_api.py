@@ -179,3 +179,15 @@ async def test_budget_remaining_and_bad_ranges(live: Live) -> None:
     assert Decimal(b["remaining_usd"]) == Decimal("0.40") - Decimal(done["cost_usd"])  # the tighter cap
     for r in (*bad, garbled):
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request"
+
+
+async def test_a_stream_is_readable_as_soon_as_it_is_done(live: Live) -> None:
+    """Read your writes: the ledger batches, but the usage API never lags behind the `done` a client saw."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        for n in (1, 2):
+            done = await stream(client, live, f"answer {n} [[mock tokens=5]]")
+            r = await client.get(f"{live.url}/v1/usage/streams", headers=live.headers())
+            assert [row["stream_id"] for row in r.json()["data"]][:1] == [done["stream_id"]]
+            r = await client.get(f"{live.url}/v1/usage", headers=live.headers())
+            assert r.json()["totals"]["streams"] == n
+    assert live.services.ledger.backlog == 0

@@ -144,6 +144,8 @@ async def usage(
         return error_response(422, "invalid_request", f"a range covers at most {MAX_RANGE_DAYS} days")
     since = datetime.combine(start, time(), UTC)
     until = datetime.combine(end + timedelta(days=1), time(), UTC)
+    # A dashboard that saw a stream finish on the live feed must find it here too.
+    await services.ledger.catch_up()
     summary = await services.store.usage_summary(who, since, until)
     days = {d.day: d.totals for d in summary.by_day}
     by_day = []
@@ -175,6 +177,7 @@ async def recent_streams(
         who = target_user(user, user_id)
     except Forbidden as exc:
         return error_response(403, "forbidden", str(exc))
+    await services.ledger.catch_up()
     rows = await services.store.recent_streams(who, limit)
     return {"user_id": who, "data": [stream_row_json(r) for r in rows]}
 
