@@ -38,15 +38,41 @@ class _Entry:
     loaded_at: float
     # Streams the ledger has taken but the database may not have yet: counted on top of what it reported.
     unsettled: dict[str, tuple[datetime, Decimal]] = field(default_factory=dict)
+    # Their sums, kept as they come and go so a stream start does not walk the backlog.
+    unsettled_today: Decimal = Decimal(0)
+    unsettled_month: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        for started, cost in self.unsettled.values():
+            self._count(started, cost)
+
+    def _count(self, started: datetime, cost: Decimal) -> None:
+        if started >= self.month_start:
+            self.unsettled_month += cost
+            if started >= self.day_start:
+                self.unsettled_today += cost
+
+    def add_unsettled(self, stream_id: str, started: datetime, cost: Decimal) -> None:
+        old = self.unsettled.pop(stream_id, None)
+        if old is not None:
+            self._count(old[0], -old[1])
+        self.unsettled[stream_id] = (started, cost)
+        self._count(started, cost)
+
+    def settle(self, stream_id: str) -> None:
+        """The database has this stream now: its cost moves from unsettled into the settled sums."""
+        item = self.unsettled.pop(stream_id, None)
+        if item is None:
+            return
+        started, cost = item
+        self._count(started, -cost)
+        if started >= self.month_start:
+            self.month_usd += cost
+            if started >= self.day_start:
+                self.today_usd += cost
 
     def spent(self) -> tuple[Decimal, Decimal]:
-        today, month = self.today_usd, self.month_usd
-        for started, cost in self.unsettled.values():
-            if started >= self.month_start:
-                month += cost
-                if started >= self.day_start:
-                    today += cost
-        return today, month
+        return self.today_usd + self.unsettled_today, self.month_usd + self.unsettled_month
 
 
 @dataclass(slots=True, frozen=True)
@@ -129,7 +155,7 @@ class StoreBudgetGuard:
         item = (record.started_at.astimezone(UTC), cost)
         entry = self._entries.get(record.user_id)
         if entry is not None:
-            entry.unsettled[record.stream_id] = item
+            entry.add_unsettled(record.stream_id, *item)
         else:
             self._pending.setdefault(record.user_id, {})[record.stream_id] = item
 
@@ -137,13 +163,8 @@ class StoreBudgetGuard:
         """The database has these now: move them from unsettled into the settled sums (no reload needed)."""
         for r in records:
             entry = self._entries.get(r.user_id)
-            item = entry.unsettled.pop(r.stream_id, None) if entry is not None else None
-            if entry is not None and item is not None:
-                started, cost = item
-                if started >= entry.month_start:
-                    entry.month_usd += cost
-                    if started >= entry.day_start:
-                        entry.today_usd += cost
+            if entry is not None:
+                entry.settle(r.stream_id)
             pending = self._pending.get(r.user_id)
             if pending is not None:
                 pending.pop(r.stream_id, None)

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from gateway.auth import AuthError, Principal
-from gateway.deps import bearer_token, get_services
+from gateway.deps import bearer_token, services_of
 from gateway.routes.tickets import redeem_ticket
 from gateway.schemas import ChatStartFrame, InputTooLarge, describe, to_start_params
 from gateway.services import Services
@@ -337,7 +337,7 @@ async def first_frame_auth(ws: WebSocket, services: Services) -> Principal | Non
 
 @router.websocket("/v1/ws")
 async def websocket_endpoint(ws: WebSocket) -> None:
-    services = get_services(ws)
+    services = services_of(ws)
     if not origin_allowed(ws.headers.get("origin"), services.settings.cors_origins, ws.headers.get("host")):
         await ws.close(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
         return
