@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from providers.base import ChatRequest
 from providers.catalog import Catalog, ModelSpec, UnknownModel
 from providers.router import MidstreamPolicy, Router
+from sessions.allowance import Allowances
 from sessions.follow import FollowedStream, LocalStream, RemoteStreams
 from sessions.limits import LimitExceeded, MemoryUserLimiter, UserLimiter
 from sessions.log import EventLog, MemoryEventLog
@@ -91,6 +92,7 @@ class SessionManager:
         )
         self.remote = remote
         self._sessions: dict[str, StreamSession] = {}
+        self._allowances = Allowances()
         self._checks: set[asyncio.Task[None]] = set()
         # A running stream nobody follows is cancelled when its abandon timer fires (the resume window);
         # a finished stream is forgotten when its forget timer fires. Two maps so one never clobbers the other.
@@ -126,9 +128,12 @@ class SessionManager:
         remaining = await self.budget.remaining_usd(user_id)
         if remaining is not None and remaining <= 0:
             raise SessionError("budget_exceeded", "your spend cap is reached", status=402)
+        share = self._allowances.share(user_id, remaining) if remaining is not None else None
         try:
             await self.limiter.admit(user_id)
         except LimitExceeded as exc:
+            if share is not None:
+                self._allowances.release(user_id)
             log.info("stream refused", extra={"user_id": user_id, "code": exc.code})
             raise SessionError(exc.code, exc.message, status=429, retryable=True) from None
         sid = new_stream_id()
@@ -145,11 +150,13 @@ class SessionManager:
                 log=self._log_factory(sid, user_id, params.client_id),
                 ledger=self.ledger,
                 spend=self.spend,
-                budget_usd=remaining,
+                budget=share,
                 on_end=self._ended,
             )
         except BaseException:
             self.limiter.release(user_id)
+            if share is not None:
+                self._allowances.release(user_id)
             raise
         self._sessions[sid] = session
         session.start()
@@ -240,6 +247,8 @@ class SessionManager:
 
     def _ended(self, session: StreamSession) -> None:
         self.limiter.release(session.user_id)
+        if session.budget is not None:
+            self._allowances.release(session.user_id)
         timer = self._abandon.pop(session.id, None)
         if timer is not None:
             timer.cancel()

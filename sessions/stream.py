@@ -28,6 +28,7 @@ from providers.router import (
     Segment,
     SegmentEnded,
 )
+from sessions.allowance import Share
 from sessions.log import EventLog
 from sessions.ports import LedgerSink, SpendPublisher
 from sessions.records import StreamRecord, StreamStatus
@@ -75,7 +76,7 @@ class StreamSession:
         log: EventLog,
         ledger: LedgerSink,
         spend: SpendPublisher,
-        budget_usd: Decimal | None = None,
+        budget: Share | None = None,
         on_end: Callable[[StreamSession], None] | None = None,
     ) -> None:
         self.id = stream_id
@@ -92,7 +93,7 @@ class StreamSession:
         self._keys = keys
         self._ledger = ledger
         self._spend = spend
-        self._budget_usd = budget_usd
+        self.budget = budget
         self._on_end = on_end
         self.task: asyncio.Task[None] | None = None
         self._started_at = datetime.now(UTC)
@@ -235,7 +236,7 @@ class StreamSession:
         running = sum((s.cost_usd for s in segments), Decimal(0)) + live
         out = sum(s.usage.output_tokens for s in segments) + (seg_chars + 3) // 4
         self._spend.running(self.user_id, self.id, self.current_model.id, running, out)
-        return self._budget_usd is not None and running >= self._budget_usd
+        return self.budget is not None and self.budget.over(self.id, running)
 
     async def _stop_for_budget(self, events: AsyncIterator[RouterEvent], segments: list[Segment]) -> None:
         """The cap is reached: cancel the upstream from inside the router, where a task cancel would land,
@@ -270,6 +271,8 @@ class StreamSession:
         )
         self.log.close()
         self._ledger.submit(self.record)
+        if self.budget is not None:
+            self.budget.finished(self.id, self.record.cost_usd)
         self._spend.finished(self.record)
         rec = self.record
         log.info(

@@ -18,6 +18,7 @@ import websockets
 from gateway.auth import DEV_USER_ID
 from gateway.budgets import StoreBudgetGuard, period_starts
 from gateway.stores.sqlite import SQLiteStore
+from sessions.allowance import Allowances
 from tests.conftest import Live
 from tests.support.clients import collect_sse, user_msg
 from tests.support.records import new_user, record
@@ -231,3 +232,50 @@ async def test_the_cap_also_holds_when_the_upstream_never_pauses(live: Live, del
         events = [e.data for e in sse]
         assert events[-1]["type"] == "error" and events[-1]["code"] == "budget_exceeded"
         assert sum(1 for e in events if e["type"] == "delta") < 3000
+
+
+async def test_parallel_streams_share_one_cap(live: Live) -> None:
+    """Each stream alone stays under the cap; together they cross it, so they are stopped together."""
+    # 240 mock words are ~360 tokens by the running estimate, ~$0.00072 at the mock's $2 per million: under
+    # the $0.001 cap alone, well over it as a pair.
+    prompt = "side by side [[mock tokens=240 delay_ms=1]]"
+    async with httpx.AsyncClient(base_url=live.url, timeout=30) as http:
+        await set_budget(live, http, "0.001")
+        runs = await asyncio.gather(
+            *(
+                collect_sse(
+                    http,
+                    "POST",
+                    "/v1/chat/stream",
+                    json={"model": "mock", "messages": user_msg(prompt)},
+                    headers=live.headers(),
+                )
+                for _ in range(2)
+            )
+        )
+        ends = [run[-1].data for run in runs]
+        assert any(e["type"] == "error" and e["code"] == "budget_exceeded" for e in ends), ends
+        await live.services.ledger.flush()
+        rows = await live.services.store.recent_streams(DEV_USER_ID, 2)
+        # Both were billed; together they overshoot by at most one check interval (16 words) each and the input.
+        assert len(rows) == 2 and all(r.cost_usd > 0 for r in rows)
+        assert sum(r.cost_usd for r in rows) < Decimal("0.001") + Decimal("0.00015")
+    assert len(live.services.sessions._allowances) == 0  # nothing left behind once the streams ended
+
+
+def test_allowances_are_shared_per_user_and_released() -> None:
+    allowances = Allowances()
+    a = allowances.share("u1", Decimal("1.0"))
+    b = allowances.share("u1", Decimal("1.0"))
+    other = allowances.share("u2", Decimal("1.0"))
+    assert not a.over("s1", Decimal("0.4"))
+    assert not other.over("s3", Decimal("0.9"))  # another user's spend is not counted
+    assert b.over("s2", Decimal("0.6"))  # 0.4 + 0.6 reaches the cap
+    a.finished("s1", Decimal("0.5"))
+    assert not b.over("s2", Decimal("0.45"))  # 0.5 finished + 0.45 running
+    late = allowances.share("u1", Decimal("0.5"))  # started after s1 finished: its remainder already counts it
+    assert not late.over("s4", Decimal("0.04"))  # 0.45 + 0.04 of 0.5
+    assert late.over("s4", Decimal("0.05"))
+    for user in ("u1", "u1", "u1", "u2"):
+        allowances.release(user)
+    assert len(allowances) == 0
