@@ -7,6 +7,7 @@ cursor, so a reconnecting client replays exactly what it missed. Events are seri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ class EventLog(Protocol):
 class MemoryEventLog:
     """In-process log. Bounded by count and bytes; the oldest events fall off first."""
 
-    __slots__ = ("_bytes", "_closed", "_entries", "_max_bytes", "_max_events", "_next_seq", "_waiter")
+    __slots__ = ("_bytes", "_closed", "_entries", "_max_bytes", "_max_events", "_next_seq", "_waiters")
 
     def __init__(self, max_events: int = 10_000, max_bytes: int = 4 * 1024 * 1024) -> None:
         self._entries: deque[LogEntry] = deque()
@@ -55,7 +56,9 @@ class MemoryEventLog:
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._next_seq = 1
-        self._waiter: asyncio.Future[None] | None = None
+        # One future per waiting follower (not one shared): a follower that is cancelled cancels only its
+        # own, so no `shield` (an extra future and callbacks) is needed on every wait.
+        self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
 
     @property
@@ -82,11 +85,11 @@ class MemoryEventLog:
         self._wake()
 
     def _wake(self) -> None:
-        w = self._waiter
-        if w is not None:
-            self._waiter = None
-            if not w.done():
-                w.set_result(None)
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
 
     async def check_cursor(self, after_seq: int) -> None:
         self.since(after_seq)
@@ -106,6 +109,7 @@ class MemoryEventLog:
         Events appended together arrive as one batch, which lets writers coalesce frames.
         """
         cursor = after_seq
+        loop = asyncio.get_running_loop()
         while True:
             batch = self.since(cursor)
             if batch:
@@ -114,7 +118,11 @@ class MemoryEventLog:
                 continue
             if self._closed:
                 return
-            if self._waiter is None:
-                self._waiter = asyncio.get_running_loop().create_future()
-            # shield: one subscriber being cancelled must not cancel the shared future of the others
-            await asyncio.shield(self._waiter)
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:  # cancelled while waiting: leave the list of waiters clean
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                raise
