@@ -113,8 +113,9 @@ class Settings(BaseSettings):
         problems = []
         if self.gateway_dev_signing_key is not None:
             problems.append("GATEWAY_DEV_SIGNING_KEY is for development only")
-        if not self.supabase_url and not self.supabase_jwt_secret:
-            problems.append("set SUPABASE_URL (JWKS) and/or SUPABASE_JWT_SECRET to verify users")
+        if not self.supabase_url:
+            # Also with only the legacy secret: the URL names the issuer every token's `iss` must match.
+            problems.append("set SUPABASE_URL (the tokens' issuer and JWKS) to verify users")
         if self.gateway_store == "postgres" and not self.database_url:
             problems.append("GATEWAY_STORE=postgres needs DATABASE_URL")
         if self.gateway_store == "supabase" and not (self.supabase_url and self.supabase_service_role_key):

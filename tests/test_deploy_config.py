@@ -58,6 +58,10 @@ def test_production_refuses_development_defaults(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(SettingsError) as info:
         load_settings(_env_file=None)
     assert "SUPABASE_URL" in str(info.value)
+    # The legacy secret alone is not enough: without the project URL no token's issuer could be checked.
+    monkeypatch.setenv("SUPABASE_JWT_SECRET", "s" * 40)
+    with pytest.raises(SettingsError, match="SUPABASE_URL"):
+        load_settings(_env_file=None)
     monkeypatch.setenv("GATEWAY_DEV_SIGNING_KEY", "x" * 40)
     with pytest.raises(SettingsError, match="development only"):
         load_settings(_env_file=None)

@@ -52,6 +52,7 @@ async def test_production_pages_never_carry_a_token(tmp_path: Path) -> None:
     overrides: dict[str, Any] = {
         "gateway_env": "production",
         "gateway_dev_signing_key": None,
+        "supabase_url": "https://project-ref.supabase.co",
         "supabase_jwt_secret": "x" * 48,
         "gateway_encryption_keys": f"k1:{key}",
     }
