@@ -96,6 +96,7 @@
     return {
       id, transport, box, textEl: text, metaEl: meta, node,
       streamId: null, lastSeq: 0, text: "", segments: [], finished: false, retries: 0, es: null, abort: null,
+      tools: new Map(),
     };
   }
 
@@ -126,6 +127,26 @@
     finish(a, "error");
   }
 
+  // A tool call arrives in pieces: the first names the function, the rest add to its JSON arguments.
+  function toolDelta(a, ev) {
+    let t = a.tools.get(ev.index);
+    if (!t) {
+      const name = el("code", { class: "tool-name" }, ev.name || "tool");
+      const args = el("code", { class: "tool-args" });
+      const box = el("div", { class: "tool-call", "data-index": String(ev.index), title: "tool call " + (ev.call_id || "") },
+        el("span", { class: "tool-label" }, "calls"), name, args);
+      t = { box, name: ev.name || "tool", argsEl: args, args: "" };
+      a.tools.set(ev.index, t);
+      a.textEl.append(box);
+      a.node = document.createTextNode("");
+      a.textEl.append(a.node);
+    }
+    if (ev.arguments) {
+      t.args += ev.arguments;
+      t.argsEl.textContent = t.args;
+    }
+  }
+
   // One event of the stream, from whichever transport; events already seen (by seq) are ignored.
   function apply(a, ev) {
     if (a.finished || typeof ev.seq !== "number" || ev.seq <= a.lastSeq) return;
@@ -141,6 +162,9 @@
         a.node.appendData(ev.text);
         a.text += ev.text;
         break;
+      case "tool_call.delta":
+        toolDelta(a, ev);
+        break;
       case "fallback": {
         const restart = ev.mode === "restart";
         const mark = el(
@@ -149,10 +173,12 @@
           "↪ " + ev.to_model + (restart ? " (restarted)" : "")
         );
         if (restart) {
-          // the partial text is void: keep it visible but struck through
+          // the partial text and any half-made tool call are void: keep them visible but struck through
           const old = el("del", {}, a.text);
-          a.textEl.replaceChildren(old);
+          const voidCalls = [...a.tools.values()].map((t) => (t.box.classList.add("void"), t.box));
+          a.textEl.replaceChildren(old, ...voidCalls);
           a.text = "";
+          a.tools = new Map();
         }
         a.node = document.createTextNode("");
         a.textEl.append(mark, a.node);
@@ -171,7 +197,9 @@
           el("span", {}, path),
           ev.finish_reason !== "stop" ? el("span", {}, ev.finish_reason) : null,
         ]);
-        history.push({ role: "assistant", content: a.text });
+        // The page runs no tools: a tool call goes into the history as a line of text describing it.
+        const calls = [...a.tools.values()].map((t) => "[tool call " + t.name + "(" + t.args + ")]");
+        history.push({ role: "assistant", content: [a.text, ...calls].filter(Boolean).join("\n") || "(no text)" });
         finish(a, ev.finish_reason === "cancelled" ? "stopped" : "done");
         break;
       }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -107,6 +108,26 @@ async def test_chat_page_streams_an_answer_shows_fallback_and_cost_and_stops(
     stopped = await recorded(live, await third.get_attribute("data-stream-id") or "")
     assert stopped["status"] == "cancelled" and 5 <= stopped["output_tokens"] < 3000
     await expect(third.locator(".cost")).to_have_text(re.compile("^" + re.escape(money(stopped["cost_usd"]))))
+    assert csp == []
+
+
+async def test_chat_page_shows_a_tool_call_and_the_conversation_goes_on(new_page: Any, live_factory: Any) -> None:
+    live: Live = await live_factory()
+    csp: list[str] = []
+    page = await new_page(f"{live.url}/", csp)
+    await page.locator("#model option[value=mock]").wait_for(state="attached")
+    answer = await send(page, "Weather in Paris? [[mock tool=get_weather delay_ms=20]]")
+    call = answer.locator(".tool-call")
+    await expect(call).to_have_count(1)
+    await expect(call.locator(".tool-name")).to_have_text("get_weather")
+    await expect(answer).to_have_attribute("data-state", "done")
+    # the arguments arrived in three pieces and read as one JSON object
+    assert json.loads(await call.locator(".tool-args").inner_text()) == {"city": "Paris"}
+    await expect(answer.locator(".meta")).to_contain_text("tool_calls")
+    # the next turn is accepted with the call in the history
+    second = await send(page, "Thanks [[mock tokens=4]]")
+    await expect(second).to_have_attribute("data-state", "done")
+    assert len((await answer_text(second)).split()) == 4
     assert csp == []
 
 
