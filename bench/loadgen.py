@@ -113,6 +113,8 @@ async def run_streams(args: argparse.Namespace) -> dict[str, float | int]:
         t0 = time.perf_counter()
 
         async def job(i: int) -> None:
+            if args.rate > 0:  # steady arrivals: stream i starts i/rate seconds in
+                await asyncio.sleep(max(0.0, t0 + i / args.rate - time.perf_counter()))
             async with sem:
                 try:
                     if args.mode == "gateway-ws":
@@ -164,6 +166,7 @@ def main() -> None:
     p.add_argument("--fallbacks", default="", help="comma-separated fallback models (gateway modes)")
     p.add_argument("--streams", type=int, default=1)
     p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--rate", type=float, default=0.0, help="streams started per second (0: all at once)")
     p.add_argument("--tokens", type=int, default=256)
     p.add_argument("--delay-ms", type=float, default=0.0)
     p.add_argument("--extra", default="", help="more directive text, e.g. ' fail_after=32 only=bench'")
