@@ -33,6 +33,15 @@
     return d.toISOString().slice(0, 10);
   }
 
+  // A service-role token may read everyone's spend: the "All users" switch appears for it.
+  function allUsers() {
+    return !$("all-users-field").hidden && $("all-users").checked;
+  }
+
+  function scope(prefix) {
+    return allUsers() ? prefix + "user_id=all" : "";
+  }
+
   function rangeDays() {
     return parseInt($("range").value, 10) || 7;
   }
@@ -71,8 +80,8 @@
     const from = isoDay(new Date(Date.now() - (rangeDays() - 1) * 86400000));
     try {
       const [usage, recent] = await Promise.all([
-        Gateway.api(`/v1/usage?from=${from}&to=${to}`),
-        Gateway.api(`/v1/usage/streams?limit=${RECENT_KEEP}`),
+        Gateway.api(`/v1/usage?from=${from}&to=${to}${scope("&")}`),
+        Gateway.api(`/v1/usage/streams?limit=${RECENT_KEEP}${scope("&")}`),
       ]);
       if (mine !== generation) return;
       state.usage = normalize(usage);
@@ -187,7 +196,7 @@
       load(); // catch up on whatever happened while the feed was down
     };
     if (ticket) {
-      const es = new EventSource("/v1/usage/stream?ticket=" + encodeURIComponent(ticket));
+      const es = new EventSource("/v1/usage/stream?ticket=" + encodeURIComponent(ticket) + scope("&"));
       source = es;
       es.onopen = opened;
       for (const name of ["spend.tick", "spend.stream"]) es.addEventListener(name, (m) => onEvent(JSON.parse(m.data)));
@@ -201,7 +210,7 @@
     const ctrl = new AbortController();
     source = ctrl;
     try {
-      const resp = await fetch("/v1/usage/stream", { headers: { authorization: "Bearer " + Gateway.token() }, signal: ctrl.signal });
+      const resp = await fetch("/v1/usage/stream" + scope("?"), { headers: { authorization: "Bearer " + Gateway.token() }, signal: ctrl.signal });
       if (!resp.ok) return resp.status === 401 ? setLive("signed-out", "Sign-in refused") : retryLive();
       opened();
       await Gateway.readEvents(resp.body, (_n, data) => onEvent(data));
@@ -392,8 +401,8 @@
     }
     for (const r of state.recent.slice(0, RECENT_SHOW)) {
       rows.push(
-        el("tr", { "data-stream-id": r.stream_id },
-          el("td", { title: r.started_at }, new Date(r.started_at).toLocaleTimeString("en-GB")),
+        el("tr", { "data-stream-id": r.stream_id, "data-user-id": r.user_id || "" },
+          el("td", { title: r.started_at + (allUsers() && r.user_id ? " · user " + r.user_id : "") }, new Date(r.started_at).toLocaleTimeString("en-GB")),
           el("td", {}, r.requested_model),
           el("td", {}, segmentChips(r.segments || [])),
           el("td", { class: "num" }, `${compact(r.input_tokens)} / ${compact(r.output_tokens)}`),
@@ -405,8 +414,21 @@
     $("recent").replaceChildren(...rows);
   }
 
+  function showScope() {
+    const c = Gateway.claims();
+    $("all-users-field").hidden = !(c && c.role === "service_role");
+  }
+
   function init() {
+    showScope();
     Gateway.mountSignIn(() => {
+      showScope();
+      state.running.clear();
+      load();
+      goLive();
+    });
+    $("all-users").addEventListener("change", () => {
+      state.running.clear(); // whose streams are running changes with the scope
       load();
       goLive();
     });

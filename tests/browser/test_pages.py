@@ -18,6 +18,9 @@ from tests.browser.proxy import drop_proxy
 from tests.conftest import Live
 from tests.support.clients import collect_sse, text_of, user_msg
 
+OTHER_USER = "00000000-0000-4000-8000-0000000000d1"
+OPERATOR = "00000000-0000-4000-8000-0000000000d2"
+
 pytestmark = pytest.mark.browser
 
 FAR = "far [[mock tokens=400 delay_ms=5 fail_after=60 only=mock]]"
@@ -48,10 +51,10 @@ def at_least_words(n: int) -> re.Pattern[str]:
     return re.compile(rf"^\s*(\S+\s+){{{n}}}")
 
 
-async def recorded(live: Live, stream_id: str) -> dict[str, Any]:
+async def recorded(live: Live, stream_id: str, token: str | None = None) -> dict[str, Any]:
     async with httpx.AsyncClient(timeout=10) as c, asyncio.timeout(15):
         while True:
-            r = await c.get(f"{live.url}/v1/usage/streams", params={"limit": 50}, headers=live.headers())
+            r = await c.get(f"{live.url}/v1/usage/streams", params={"limit": 50}, headers=live.headers(token))
             found = [row for row in r.json()["data"] if row["stream_id"] == stream_id]
             if found:
                 return found[0]
@@ -195,6 +198,47 @@ async def test_dashboard_updates_live_when_a_stream_finishes_elsewhere(
     await expect(page.locator("#c-cost")).to_have_text(money(before + cost))
     await expect(page.locator(f'#recent tr[data-stream-id="{sid}"] .seg')).to_have_count(2)
     await page.screenshot(path=str(artifacts / "dashboard.png"), full_page=True)
+    assert csp == []
+
+
+async def test_dashboard_all_users_switch_for_a_service_role_token(new_page: Any, live_factory: Any) -> None:
+    live: Live = await live_factory()
+    other = live.services.auth.mint_dev_token(user_id=OTHER_USER)
+    service = live.services.auth.mint_dev_token(user_id=OPERATOR, role="service_role")
+    async with httpx.AsyncClient(timeout=30) as client:
+        for token, prompt in ((None, "mine [[mock tokens=5]]"), (other, "theirs [[mock tokens=7]]")):
+            events = await collect_sse(
+                client,
+                "POST",
+                f"{live.url}/v1/chat/stream",
+                headers=live.headers(token),
+                json={"model": "mock", "messages": user_msg(prompt)},
+            )
+            await recorded(live, events[0].data["stream_id"], token)
+        csp: list[str] = []
+        page = await new_page(f"{live.url}/dashboard", csp)
+        # a user's token: their own spend, and no switch
+        await expect(page.locator("#c-streams")).to_have_text("1")
+        await expect(page.locator("#all-users-field")).to_be_hidden()
+        # the operator signs in with a service-role token: the switch shows; by default their own (none)
+        await page.fill("#token", service)
+        await page.press("#token", "Enter")
+        await expect(page.locator("#all-users-field")).to_be_visible()
+        await expect(page.locator("#c-streams")).to_have_text("0")
+        await page.check("#all-users")
+        await expect(page.locator("#c-streams")).to_have_text("2")
+        await expect(page.locator(f'#recent tr[data-user-id="{OTHER_USER}"]')).to_have_count(1)
+        await expect(page.locator("#live")).to_have_attribute("data-state", "live")
+        # and the live feed now carries everyone's streams
+        events = await collect_sse(
+            client,
+            "POST",
+            f"{live.url}/v1/chat/stream",
+            headers=live.headers(other),
+            json={"model": "mock", "messages": user_msg("more [[mock tokens=3]]")},
+        )
+        await expect(page.locator("#c-streams")).to_have_text("3")
+        await expect(page.locator(f'#recent tr[data-stream-id="{events[0].data["stream_id"]}"]')).to_have_count(1)
     assert csp == []
 
 
