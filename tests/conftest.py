@@ -7,10 +7,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.support.clients import SSEEvent, collect_sse, user_msg
 from tests.support.server import serve
 
 REQUIRE_SERVICES = os.environ.get("GATEWAY_REQUIRE_SERVICES") == "1"
@@ -46,6 +48,18 @@ class Live:
 
     def headers(self, token: str | None = None) -> dict[str, str]:
         return {"authorization": f"Bearer {token or self.token}"}
+
+    async def chat(
+        self, client: httpx.AsyncClient, prompt: str, token: str | None = None, model: str = "mock"
+    ) -> list[SSEEvent]:
+        """One whole stream over `POST /v1/chat/stream`, as the user of `token` (the dev user by default)."""
+        return await collect_sse(
+            client,
+            "POST",
+            f"{self.url}/v1/chat/stream",
+            headers=self.headers(token),
+            json={"model": model, "messages": user_msg(prompt)},
+        )
 
 
 @pytest.fixture

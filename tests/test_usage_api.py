@@ -15,19 +15,12 @@ from providers.events import Usage
 from providers.router import Segment
 from sessions.records import StreamRecord
 from tests.conftest import Live
-from tests.support.clients import collect_sse, user_msg
 
 OTHER = "00000000-0000-4000-8000-0000000000c3"
 
 
 async def stream(client: httpx.AsyncClient, live: Live, prompt: str, token: str | None = None) -> dict[str, Any]:
-    events = await collect_sse(
-        client,
-        "POST",
-        f"{live.url}/v1/chat/stream",
-        headers=live.headers(token),
-        json={"model": "mock", "messages": user_msg(prompt)},
-    )
+    events = await live.chat(client, prompt, token)
     assert events[-1].event == "done", events[-1]
     return events[-1].data
 

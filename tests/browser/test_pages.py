@@ -207,13 +207,7 @@ async def test_dashboard_all_users_switch_for_a_service_role_token(new_page: Any
     service = live.services.auth.mint_dev_token(user_id=OPERATOR, role="service_role")
     async with httpx.AsyncClient(timeout=30) as client:
         for token, prompt in ((None, "mine [[mock tokens=5]]"), (other, "theirs [[mock tokens=7]]")):
-            events = await collect_sse(
-                client,
-                "POST",
-                f"{live.url}/v1/chat/stream",
-                headers=live.headers(token),
-                json={"model": "mock", "messages": user_msg(prompt)},
-            )
+            events = await live.chat(client, prompt, token)
             await recorded(live, events[0].data["stream_id"], token)
         csp: list[str] = []
         page = await new_page(f"{live.url}/dashboard", csp)
@@ -230,13 +224,7 @@ async def test_dashboard_all_users_switch_for_a_service_role_token(new_page: Any
         await expect(page.locator(f'#recent tr[data-user-id="{OTHER_USER}"]')).to_have_count(1)
         await expect(page.locator("#live")).to_have_attribute("data-state", "live")
         # and the live feed now carries everyone's streams
-        events = await collect_sse(
-            client,
-            "POST",
-            f"{live.url}/v1/chat/stream",
-            headers=live.headers(other),
-            json={"model": "mock", "messages": user_msg("more [[mock tokens=3]]")},
-        )
+        events = await live.chat(client, "more [[mock tokens=3]]", other)
         await expect(page.locator("#c-streams")).to_have_text("3")
         await expect(page.locator(f'#recent tr[data-stream-id="{events[0].data["stream_id"]}"]')).to_have_count(1)
     assert csp == []
