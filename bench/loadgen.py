@@ -117,8 +117,10 @@ async def run_streams(args: argparse.Namespace) -> dict[str, float | int]:
                 await asyncio.sleep(max(0.0, t0 + i / args.rate - time.perf_counter()))
             async with sem:
                 try:
-                    if args.mode == "gateway-ws":
-                        await one_ws(session, args.url.replace("http", "ws", 1) + "/v1/ws", args.token, body, res, i)
+                    if args.mode in ("gateway-ws", "gateway-ws-batch"):
+                        query = "?batch=1" if args.mode == "gateway-ws-batch" else ""
+                        url = args.url.replace("http", "ws", 1) + "/v1/ws" + query
+                        await one_ws(session, url, args.token, body, res, i)
                     else:
                         await one_http(session, args.url + path[args.mode], headers, body, res)
                 except (aiohttp.ClientError, TimeoutError):
@@ -158,7 +160,9 @@ async def idle_ws(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument(
-        "--mode", required=True, choices=["direct", "gateway-openai", "gateway-sse", "gateway-ws", "idle-ws"]
+        "--mode",
+        required=True,
+        choices=["direct", "gateway-openai", "gateway-sse", "gateway-ws", "gateway-ws-batch", "idle-ws"],
     )
     p.add_argument("--url", required=True)
     p.add_argument("--token", default="")

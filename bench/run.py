@@ -31,7 +31,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PATHS = {"openai": "gateway-openai", "sse": "gateway-sse", "ws": "gateway-ws"}
+PATHS = {"openai": "gateway-openai", "sse": "gateway-sse", "ws": "gateway-ws", "wsb": "gateway-ws-batch"}
 BENCH_MODELS = [
     {
         "id": "bench",
@@ -408,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smoke mode for CI: small counts, one run")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--settings", default="a,b,c,c2,d,e")
-    p.add_argument("--paths", default="openai,sse,ws")
+    p.add_argument("--paths", default="openai,sse,ws,wsb", help="wsb: the WebSocket with ?batch=1")
     p.add_argument("--idle", type=int, default=10_000, help="idle WebSockets for setting (d)")
     p.add_argument("--json", type=Path, help="also write the raw figures here")
     args = p.parse_args(argv)

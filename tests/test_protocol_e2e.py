@@ -62,6 +62,35 @@ async def test_websocket_multiplexes_streams(live: Live) -> None:
     assert len({got[c][0]["stream_id"] for c in got}) == 3
 
 
+async def test_websocket_batch_mode_sends_events_that_came_together_as_one_message(live: Live) -> None:
+    async with websockets.connect(f"{live.ws_url}/v1/ws?batch=1", additional_headers=live.headers()) as ws:
+        # No delay: the mock hands the tokens over in bursts, so most messages carry several events.
+        for cid in ("a", "b"):
+            msg = {
+                "type": "chat.start",
+                "id": cid,
+                "model": "mock",
+                "messages": user_msg(f"q {cid} [[mock tokens=300]]"),
+            }
+            await ws.send(json.dumps(msg))
+        by_id: dict[str, list[dict[str, Any]]] = {"a": [], "b": []}
+        sizes: list[int] = []
+        async with asyncio.timeout(10):
+            while not all(ev and ev[-1]["type"] == "done" for ev in by_id.values()):
+                msg = json.loads(await ws.recv())
+                batch = msg if isinstance(msg, list) else [msg]
+                sizes.append(len(batch))
+                assert len({e["stream_id"] for e in batch}) == 1  # a batch never mixes streams
+                for e in batch:
+                    by_id[e["id"]].append(e)
+        await ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(await ws.recv())["type"] == "pong"  # replies stay plain objects
+    for cid, events in by_id.items():
+        check_stream_events(events, cid)  # every event, in seq order, none lost or repeated
+        assert sum(1 for e in events if e["type"] == "delta") == 300
+    assert max(sizes) > 1 and len(sizes) < 600
+
+
 async def test_websocket_ping_and_cancel(live: Live) -> None:
     async with websockets.connect(f"{live.ws_url}/v1/ws", additional_headers=live.headers()) as ws:
         await ws.send(json.dumps({"type": "ping", "id": "p1"}))

@@ -77,8 +77,11 @@ def auth_ok(user: Principal) -> dict[str, Any]:
 class Connection:
     """One socket: reads frames, starts and cancels streams, forwards their events."""
 
-    def __init__(self, ws: WebSocket, services: Services, user: Principal) -> None:
+    def __init__(self, ws: WebSocket, services: Services, user: Principal, *, batch: bool = False) -> None:
         self.ws = ws
+        # `?batch=1`: events of a stream that are ready together go out as one message, a JSON array
+        # (one socket write instead of one per token when tokens arrive in bursts).
+        self.batch = batch
         self.services = services
         self.user = user
         s = services.settings
@@ -239,6 +242,9 @@ class Connection:
             async with stream.following():
                 try:
                     async for batch in stream.log.follow(after_seq):
+                        if self.batch and len(batch) > 1:
+                            await send(b"[" + b",".join([e.data for e in batch]) + b"]")
+                            continue
                         for entry in batch:
                             await send(entry.data)
                 except ResumeTooOld as exc:
@@ -358,7 +364,7 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         user = await first_frame_auth(ws, services)
         if user is None:
             return
-    conn = Connection(ws, services, user)
+    conn = Connection(ws, services, user, batch=ws.query_params.get("batch") in ("1", "true"))
     await conn.run()
     if ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
         with contextlib.suppress(RuntimeError, OSError):

@@ -234,14 +234,17 @@
       }
       // A ticket in the URL where the gateway has them; else the token as a subprotocol.
       const sock = ticket
-        ? new WebSocket(wsUrl() + "?ticket=" + encodeURIComponent(ticket))
-        : new WebSocket(wsUrl(), ["bearer", Gateway.token()]);
+        ? new WebSocket(wsUrl() + "?batch=1&ticket=" + encodeURIComponent(ticket))
+        : new WebSocket(wsUrl() + "?batch=1", ["bearer", Gateway.token()]);
       await new Promise((resolve, reject) => {
         sock.onopen = resolve;
         sock.onerror = () => reject(new Error("could not connect"));
         sock.onclose = (e) => reject(new Error("closed: " + (e.reason || e.code)));
       });
-      sock.onmessage = (m) => onFrame(JSON.parse(m.data));
+      sock.onmessage = (m) => {
+        const msg = JSON.parse(m.data);
+        for (const f of Array.isArray(msg) ? msg : [msg]) onFrame(f); // ?batch=1: events that came together
+      };
       sock.onclose = (e) => onSocketClosed(sock, e);
       sock.onerror = null;
       ws = sock;
