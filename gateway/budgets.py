@@ -8,6 +8,7 @@ The running cost of a live stream is checked in the session itself (no query per
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,8 @@ class _Entry:
     day_start: datetime
     month_start: datetime
     loaded_at: float
+    # False when the user has no cap and the spend was not asked for (a stream start does not need it).
+    spend_known: bool
     # Streams the ledger has taken but the database may not have yet: counted on top of what it reported.
     unsettled: dict[str, tuple[datetime, Decimal]] = field(default_factory=dict)
     # Their sums, kept as they come and go so a stream start does not walk the backlog.
@@ -75,6 +78,10 @@ class _Entry:
         return self.today_usd + self.unsettled_today, self.month_usd + self.unsettled_month
 
 
+def _has_cap(budget: Budget | None) -> bool:
+    return budget is not None and (budget.daily_usd is not None or budget.monthly_usd is not None)
+
+
 @dataclass(slots=True, frozen=True)
 class BudgetStatus:
     budget: Budget | None
@@ -99,18 +106,27 @@ class StoreBudgetGuard:
         self._clock = clock
         self._now = now
         self._entries: dict[str, _Entry] = {}
+        # One reload per user at a time: a burst of stream starts after the cache expired shares it.
+        self._loading: dict[tuple[str, bool], asyncio.Future[_Entry | None]] = {}
         # Unsettled costs of users not in the cache yet (kept until written, then dropped).
         self._pending: dict[str, dict[str, tuple[datetime, Decimal]]] = {}
 
     async def remaining_usd(self, user_id: str) -> Decimal | None:
-        status = await self.status(user_id)
-        return None if status is None else status.remaining_usd
+        entry = await self._entry(user_id, need_spend=False)
+        if entry is None or not _has_cap(entry.budget):
+            return None
+        status = self._status(entry)
+        return status.remaining_usd
 
     async def status(self, user_id: str) -> BudgetStatus | None:
         """None when the caps cannot be known right now (the database is down and nothing is cached)."""
-        entry = await self._entry(user_id)
+        entry = await self._entry(user_id, need_spend=True)
         if entry is None:
             return None
+        return self._status(entry)
+
+    @staticmethod
+    def _status(entry: _Entry) -> BudgetStatus:
         today, month = entry.spent()
         b = entry.budget
         remaining: Decimal | None = None
@@ -119,16 +135,28 @@ class StoreBudgetGuard:
             remaining = min(left) if left else None
         return BudgetStatus(b, today, month, remaining)
 
-    async def _entry(self, user_id: str) -> _Entry | None:
-        now = self._now()
-        day_start, month_start = period_starts(now)
+    async def _entry(self, user_id: str, *, need_spend: bool) -> _Entry | None:
+        day_start, _ = period_starts(self._now())
         entry = self._entries.get(user_id)
         fresh = entry is not None and self._clock() - entry.loaded_at < self._ttl and entry.day_start == day_start
-        if entry is not None and fresh:
+        if entry is not None and fresh and (entry.spend_known or not need_spend):
             return entry
+        key = (user_id, need_spend)
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.ensure_future(self._load(user_id, need_spend))
+            loading.add_done_callback(lambda _f: self._loading.pop(key, None))
+        # shield: one caller giving up (a client that went away) must not cancel the load the others wait on
+        return await asyncio.shield(loading)
+
+    async def _load(self, user_id: str, need_spend: bool) -> _Entry | None:
+        day_start, month_start = period_starts(self._now())
+        entry = self._entries.get(user_id)
         try:
             budget = await self._store.budget(user_id)
-            spend = await self._store.user_spend(user_id, day_start, month_start)
+            # Without a cap a stream start needs no spend figures: skip the query that sums the month.
+            with_spend = need_spend or _has_cap(budget)
+            spend = await self._store.user_spend(user_id, day_start, month_start) if with_spend else None
         except (StoreUnavailable, StoreError) as exc:
             # Fail open on an outage: keep using what we knew (if it is still this day), else no cap.
             log.warning("budget lookup failed", extra={"user_id": user_id, "error": str(exc)})
@@ -136,7 +164,8 @@ class StoreBudgetGuard:
         unsettled = self._pending.pop(user_id, {})
         if entry is not None:
             unsettled.update(entry.unsettled)
-        new = _Entry(budget, spend.today_usd, spend.month_usd, day_start, month_start, self._clock(), unsettled)
+        today, month = (spend.today_usd, spend.month_usd) if spend is not None else (Decimal(0), Decimal(0))
+        new = _Entry(budget, today, month, day_start, month_start, self._clock(), spend is not None, unsettled)
         self._entries[user_id] = new
         return new
 

@@ -17,6 +17,7 @@ import websockets
 
 from gateway.auth import DEV_USER_ID
 from gateway.budgets import StoreBudgetGuard, period_starts
+from gateway.stores.base import Budget, Spend
 from gateway.stores.sqlite import SQLiteStore
 from sessions.allowance import Allowances
 from tests.conftest import Live
@@ -106,6 +107,47 @@ async def test_the_ledger_keeps_the_cached_spend_current_without_queries(tmp_pat
         await store.set_budget(other, Decimal("1"), None)
         guard.submitted(record(sid(), other, NOW, cost("0.4")))
         assert await guard.remaining_usd(other) == Decimal("0.6")
+    finally:
+        await store.aclose()
+
+
+class CountingStore(SQLiteStore):
+    """The real SQLite store, counting the budget lookups the guard makes."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.spend_queries = 0
+        self.budget_queries = 0
+
+    async def budget(self, user_id: str) -> Budget | None:
+        self.budget_queries += 1
+        await asyncio.sleep(0.01)  # a lookup takes a moment: the burst below arrives while it runs
+        return await super().budget(user_id)
+
+    async def user_spend(self, user_id: str, day_start: datetime, month_start: datetime) -> Spend:
+        self.spend_queries += 1
+        return await super().user_spend(user_id, day_start, month_start)
+
+
+async def test_a_burst_of_starts_shares_one_lookup_and_no_cap_needs_no_spend_query(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path / "db.sqlite3")
+    await store.open()
+    clock = Clock()
+    guard = StoreBudgetGuard(store, ttl_s=10, clock=clock.mono, now=clock.wall)
+    capped, free = new_user(), new_user()
+    try:
+        await store.set_budget(capped, Decimal("1"), None)
+        await store.write_streams([record(sid(), capped, NOW, cost("0.25")), record(sid(), free, NOW, cost("0.5"))])
+        for _ in range(2):  # cold, then again once the cache expired
+            clock.t += 11
+            store.budget_queries = store.spend_queries = 0
+            got = await asyncio.gather(*(guard.remaining_usd(u) for u in [capped] * 20 + [free] * 20))
+            assert got == [Decimal("0.75")] * 20 + [None] * 20
+            assert store.budget_queries == 2  # one per user, not one per start
+            assert store.spend_queries == 1  # only the user with a cap needs the month's spend
+        # Asking for the figures (the usage API) does load the spend of a user without a cap.
+        status = await guard.status(free)
+        assert status is not None and status.today_usd == Decimal("0.5") and status.remaining_usd is None
     finally:
         await store.aclose()
 
