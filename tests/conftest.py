@@ -12,7 +12,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings
-from tests.support.clients import SSEEvent, collect_sse, user_msg
+from tests.support.clients import SSEEvent, collect_sse, iter_sse, user_msg
 from tests.support.server import serve
 
 REQUIRE_SERVICES = os.environ.get("GATEWAY_REQUIRE_SERVICES") == "1"
@@ -60,6 +60,25 @@ class Live:
             headers=self.headers(token),
             json={"model": model, "messages": user_msg(prompt)},
         )
+
+    async def chat_then_drop(self, prompt: str, k: int) -> tuple[str, str, list[dict[str, Any]]]:
+        """Start a stream over SSE, read `k` events, drop the connection: (stream id, last event id, the events)."""
+        first: list[dict[str, Any]] = []
+        last_id = ""
+        async with (
+            httpx.AsyncClient(base_url=self.url, timeout=10) as client,
+            client.stream(
+                "POST", "/v1/chat/stream", headers=self.headers(), json={"model": "mock", "messages": user_msg(prompt)}
+            ) as r,
+        ):
+            sid = r.headers["x-stream-id"]
+            async for ev in iter_sse(r):
+                if isinstance(ev, SSEEvent):
+                    first.append(ev.data)
+                    last_id = ev.id or ""
+                    if len(first) == k:
+                        break
+        return sid, last_id, first
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 from tests.conftest import Live
-from tests.support.clients import collect_sse, text_of, user_msg
+from tests.support.clients import text_of, user_msg
 
 
 async def recv_until_done(ws: Any, ids: set[str], timeout: float = 10) -> dict[str, list[dict[str, Any]]]:
@@ -127,13 +127,7 @@ async def _usage_rows(live: Live) -> list[tuple[Any, ...]]:
 
 async def test_sse_stream_events_and_ids(live: Live) -> None:
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
-        events = await collect_sse(
-            client,
-            "POST",
-            "/v1/chat/stream",
-            headers=live.headers(),
-            json={"model": "mock", "messages": user_msg("hello [[mock tokens=9]]")},
-        )
+        events = await live.chat(client, "hello [[mock tokens=9]]")
     datas = [e.data for e in events]
     check_stream_events(datas, None)  # type: ignore[arg-type]
     sid = datas[0]["stream_id"]

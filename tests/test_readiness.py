@@ -7,7 +7,6 @@ from typing import Any
 import httpx
 
 from tests.conftest import Live
-from tests.support.clients import collect_sse, user_msg
 
 DEAD_DB = "postgresql://postgres@127.0.0.1:1/nowhere"
 
@@ -18,13 +17,7 @@ async def test_store_outage_is_degraded_not_unready(live_factory: Any) -> None:
         r = await client.get("/readyz")
         assert r.status_code == 200
         assert r.json() == {"status": "degraded", "store": "unreachable", "ledger": "spooling"}
-        events = await collect_sse(
-            client,
-            "POST",
-            "/v1/chat/stream",
-            headers=gw.headers(),
-            json={"model": "mock", "messages": user_msg("q [[mock tokens=5]]")},
-        )
+        events = await gw.chat(client, "q [[mock tokens=5]]")
     assert events[-1].data["type"] == "done"
     await gw.services.ledger.flush()
     assert gw.services.ledger.backlog >= 1  # waiting in the spool for the database

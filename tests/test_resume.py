@@ -96,20 +96,7 @@ async def test_sse_client_dropped_after_k_events_resumes_exactly(live: Live) -> 
     prompt = "tell me about resuming [[mock tokens=60 delay_ms=8]]"
     expected = await reference_text(live, prompt)
     k = 9
-    first: Frames = []
-    async with (
-        httpx.AsyncClient(base_url=live.url, timeout=10) as client,
-        client.stream(
-            "POST", "/v1/chat/stream", headers=live.headers(), json={"model": "mock", "messages": user_msg(prompt)}
-        ) as r,
-    ):
-        sid = r.headers["x-stream-id"]
-        async for ev in iter_sse(r):
-            if isinstance(ev, SSEEvent):
-                first.append(ev.data)
-                last_id = ev.id
-                if len(first) == k:
-                    break  # the browser tab loses its connection
+    sid, last_id, first = await live.chat_then_drop(prompt, k)  # the browser tab loses its connection
     assert last_id == f"{sid}:{k}"
     await asyncio.sleep(0.1)  # the stream goes on without anyone reading
     async with httpx.AsyncClient(base_url=live.url, timeout=10) as client:
@@ -147,18 +134,7 @@ async def test_websocket_client_dropped_after_k_events_resumes_exactly(live: Liv
 async def test_stream_started_over_sse_resumes_over_websocket(live: Live) -> None:
     prompt = "cross transport [[mock tokens=30 delay_ms=8]]"
     expected = await reference_text(live, prompt)
-    first: Frames = []
-    async with (
-        httpx.AsyncClient(base_url=live.url, timeout=10) as client,
-        client.stream(
-            "POST", "/v1/chat/stream", headers=live.headers(), json={"model": "mock", "messages": user_msg(prompt)}
-        ) as r,
-    ):
-        async for ev in iter_sse(r):
-            if isinstance(ev, SSEEvent):
-                first.append(ev.data)
-                if len(first) == 4:
-                    break
+    _sid, _last, first = await live.chat_then_drop(prompt, 4)
     async with websockets.connect(f"{live.ws_url}/v1/ws", additional_headers=live.headers()) as ws:
         await ws.send(json.dumps({"type": "chat.resume", "stream_id": first[0]["stream_id"], "last_seq": 4}))
         rest = await ws_read(ws)

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from gateway.auth import DEV_USER_ID
 from sessions.manager import SessionError
 from tests.conftest import Live, service_unavailable
-from tests.support.clients import SSEEvent, collect_sse, iter_sse, text_of, user_msg
+from tests.support.clients import collect_sse, text_of, user_msg
 from tests.support.redis import REDIS_URL, redis_prefix
 from tests.support.server import free_port
 from tests.test_resume import Frames, check_exact, ledger_rows, ticket, wait_for, ws_start
@@ -56,26 +56,6 @@ async def reference(gw: Live, text: str) -> str:
     return text_of([e.data for e in events])
 
 
-async def sse_first(gw: Live, prompt: str, k: int) -> tuple[str, str, Frames]:
-    """Start a stream over SSE, read `k` events, drop the connection."""
-    first: Frames = []
-    last_id = ""
-    async with (
-        httpx.AsyncClient(base_url=gw.url, timeout=10) as client,
-        client.stream(
-            "POST", "/v1/chat/stream", headers=gw.headers(), json={"model": "mock", "messages": user_msg(prompt)}
-        ) as r,
-    ):
-        sid = r.headers["x-stream-id"]
-        async for ev in iter_sse(r):
-            if isinstance(ev, SSEEvent):
-                first.append(ev.data)
-                last_id = ev.id or ""
-                if len(first) == k:
-                    break
-    return sid, last_id, first
-
-
 async def frames_until(ws: Any, done: Callable[[dict[str, Any]], bool], timeout: float = 15) -> Frames:
     out: Frames = []
     async with asyncio.timeout(timeout):
@@ -107,7 +87,7 @@ async def test_sse_stream_from_a_resumes_on_b_exactly_and_only_for_its_user(
     # A short resume window on the owner: the stream must outlive it because B follows it.
     a, b = await two(live_factory, REDIS_URL, prefix, gateway_resume_window_s=1.0)
     expected = await reference(a, f"across instances {FAST}")
-    sid, last_id, first = await sse_first(a, f"across instances {SLOW}", 8)
+    sid, last_id, first = await a.chat_then_drop(f"across instances {SLOW}", 8)
     assert last_id == f"{sid}:8"
     other = b.services.auth.mint_dev_token(user_id=str(uuid.uuid4()))
     async with httpx.AsyncClient(base_url=b.url, timeout=20) as client:
@@ -177,7 +157,7 @@ async def test_websocket_stream_from_a_resumes_on_b_then_stops_from_b(
 
 async def test_stop_over_http_on_b_stops_the_stream_on_a(prefix: str, live_factory: Callable[..., Any]) -> None:
     a, b = await two(live_factory, REDIS_URL, prefix)
-    sid, _last, _first = await sse_first(a, f"stop it elsewhere {SLOW}", 3)
+    sid, _last, _first = await a.chat_then_drop(f"stop it elsewhere {SLOW}", 3)
     async with httpx.AsyncClient(base_url=b.url, timeout=10) as client:
         r = await client.post(f"/v1/streams/{sid}/cancel", headers=b.headers())
         assert r.json() == {"stream_id": sid, "cancelled": True, "status": "cancelling"}
@@ -198,7 +178,7 @@ async def test_a_stream_nobody_resumes_anywhere_still_stops_after_the_window(
     prefix: str, live_factory: Callable[..., Any]
 ) -> None:
     a, _b = await two(live_factory, REDIS_URL, prefix, gateway_resume_window_s=0.3)
-    sid, _last, _first = await sse_first(a, f"abandoned {SLOW}", 3)
+    sid, _last, _first = await a.chat_then_drop(f"abandoned {SLOW}", 3)
     session = a.services.sessions.get(sid, DEV_USER_ID)
     await wait_for(lambda: session.finished, timeout=10)
     assert session.cancel_reason == "disconnect"
@@ -210,7 +190,7 @@ async def test_resume_on_b_after_the_stream_finished_on_a_replays_the_tail(
 ) -> None:
     a, b = await two(live_factory, REDIS_URL, prefix)
     expected = await reference(a, f"read it later {FAST}")
-    sid, last_id, first = await sse_first(a, f"read it later {SLOW}", 5)
+    sid, last_id, first = await a.chat_then_drop(f"read it later {SLOW}", 5)
     await wait_for(lambda: a.services.sessions.get(sid, DEV_USER_ID).finished)
     await asyncio.sleep(0.1)  # the end reaches Redis within a flush
     async with httpx.AsyncClient(base_url=b.url, timeout=10) as client:
@@ -334,7 +314,7 @@ async def test_redis_restarted_mid_stream_loses_nothing_billed_and_sharing_comes
 
     async def hop(n: int) -> tuple[Frames, Frames]:
         """Started on A, dropped, followed from B through the outage."""
-        sid, last_id, first = await sse_first(a, f"outage {n} {slow}", 5)
+        sid, last_id, first = await a.chat_then_drop(f"outage {n} {slow}", 5)
         async with httpx.AsyncClient(base_url=b.url, timeout=30) as client:
             rest = await collect_sse(
                 client, "GET", f"/v1/streams/{sid}/events", headers={**b.headers(), "last-event-id": last_id}
@@ -370,7 +350,7 @@ async def test_redis_restarted_mid_stream_loses_nothing_billed_and_sharing_comes
     # Sharing is back: a new stream from A resumes on B.
     await wait_for(lambda: a.services.cluster.health.healthy and b.services.cluster.health.healthy)
     expected_after = await reference(a, f"after the outage {FAST}")
-    sid, last_id, first = await sse_first(a, f"after the outage {SLOW}", 4)
+    sid, last_id, first = await a.chat_then_drop(f"after the outage {SLOW}", 4)
     async with httpx.AsyncClient(base_url=b.url, timeout=20) as client:
         rest = await collect_sse(
             client, "GET", f"/v1/streams/{sid}/events", headers={**b.headers(), "last-event-id": last_id}
