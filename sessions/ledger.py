@@ -18,7 +18,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -233,35 +233,40 @@ class LedgerWriter:
 
     # -- writing ------------------------------------------------------------------------
 
-    async def catch_up(self) -> None:
-        """Write what is pending now, so a reader sees the streams it was just told finished.
-
-        Skipped during an outage: those records are spooled and the reader gets what the store has.
-        """
-        if self._pending and not self.store_down:
-            await self.flush()
+    @contextlib.asynccontextmanager
+    async def settled(self) -> AsyncIterator[None]:
+        """Write what is pending, then hold writes back while the caller reads: its reads see the streams it was
+        told finished, and one state of the store (no batch lands between two queries). During an outage the
+        pending records are left for the spool and the reader gets what the store has."""
+        async with self._lock:
+            if self._pending and not self.store_down:
+                await self._flush_locked(final=False)
+            yield
 
     async def flush(self, *, final: bool = False) -> None:
         """Replay the spool, then write what is pending. During an outage (and before the next retry is
         due) pending records go to the spool instead. `final` (shutdown) tries the store once for the
         pending records regardless of backoff and spools whatever it could not write."""
         async with self._lock:
-            if not final and self.store_down and self._clock() < self._retry_at:
-                await self._spool_pending()
-                return
-            try:
-                if not final:  # at shutdown the spool waits for the next start: drain time is short
-                    await self._replay()
-                while self._pending:
-                    batch = self._pending[: self._batch_size]
-                    await self._write(batch)
-                    del self._pending[: len(batch)]
-            except _StoreDown:
-                await self._spool_pending()
-                return
-            if self._failures:
-                log.info("ledger store reachable again", extra={"after_failures": self._failures})
-            self._failures = 0
+            await self._flush_locked(final=final)
+
+    async def _flush_locked(self, *, final: bool) -> None:
+        if not final and self.store_down and self._clock() < self._retry_at:
+            await self._spool_pending()
+            return
+        try:
+            if not final:  # at shutdown the spool waits for the next start: drain time is short
+                await self._replay()
+            while self._pending:
+                batch = self._pending[: self._batch_size]
+                await self._write(batch)
+                del self._pending[: len(batch)]
+        except _StoreDown:
+            await self._spool_pending()
+            return
+        if self._failures:
+            log.info("ledger store reachable again", extra={"after_failures": self._failures})
+        self._failures = 0
 
     async def _write(self, batch: Sequence[StreamRecord]) -> None:
         """Write one batch; isolate records the store refuses. Raises _StoreDown on an outage."""

@@ -183,4 +183,6 @@ async def test_a_stream_is_readable_as_soon_as_it_is_done(live: Live) -> None:
             assert [row["stream_id"] for row in r.json()["data"]][:1] == [done["stream_id"]]
             r = await client.get(f"{live.url}/v1/usage", headers=live.headers())
             assert r.json()["totals"]["streams"] == n
+            both = (await client.get(f"{live.url}/v1/usage?recent=5", headers=live.headers())).json()
+            assert both["totals"]["streams"] == len(both["recent"]) == n
     assert live.services.ledger.backlog == 0

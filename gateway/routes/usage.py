@@ -129,8 +129,10 @@ async def usage(
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
     user_id: str | None = None,
+    recent: Annotated[int, Query(ge=0, le=200)] = 0,
 ) -> dict[str, Any] | JSONResponse:
-    """Spend by day, model and provider over `[from, to]` (UTC days, both included; the last 30 by default)."""
+    """Spend by day, model and provider over `[from, to]` (UTC days, both included; the last 30 by default);
+    with `recent=N`, also the N most recent streams, read from the same state as the totals."""
     try:
         who = target_user(user, user_id)
     except Forbidden as exc:
@@ -144,9 +146,10 @@ async def usage(
         return error_response(422, "invalid_request", f"a range covers at most {MAX_RANGE_DAYS} days")
     since = datetime.combine(start, time(), UTC)
     until = datetime.combine(end + timedelta(days=1), time(), UTC)
-    # A dashboard that saw a stream finish on the live feed must find it here too.
-    await services.ledger.catch_up()
-    summary = await services.store.usage_summary(who, since, until)
+    # A dashboard that saw a stream finish on the live feed must find it here, in the totals and the list alike.
+    async with services.ledger.settled():
+        summary = await services.store.usage_summary(who, since, until)
+        rows = await services.store.recent_streams(who, recent) if recent else None
     days = {d.day: d.totals for d in summary.by_day}
     by_day = []
     day = start
@@ -162,6 +165,7 @@ async def usage(
         "by_model": [{"model": m.model, "provider": m.provider, **totals_json(m.totals)} for m in summary.by_model],
         "by_provider": [{"provider": p.provider, **totals_json(p.totals)} for p in summary.by_provider],
         "budget": await budget_json(services, who, now) if who is not None else None,
+        **({"recent": [stream_row_json(r) for r in rows]} if rows is not None else {}),
     }
 
 
@@ -177,8 +181,8 @@ async def recent_streams(
         who = target_user(user, user_id)
     except Forbidden as exc:
         return error_response(403, "forbidden", str(exc))
-    await services.ledger.catch_up()
-    rows = await services.store.recent_streams(who, limit)
+    async with services.ledger.settled():
+        rows = await services.store.recent_streams(who, limit)
     return {"user_id": who, "data": [stream_row_json(r) for r in rows]}
 
 

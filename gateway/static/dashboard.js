@@ -79,14 +79,13 @@
     const to = isoDay(new Date());
     const from = isoDay(new Date(Date.now() - (rangeDays() - 1) * 86400000));
     try {
-      const [usage, recent] = await Promise.all([
-        Gateway.api(`/v1/usage?from=${from}&to=${to}${scope("&")}`),
-        Gateway.api(`/v1/usage/streams?limit=${RECENT_KEEP}${scope("&")}`),
-      ]);
+      // Totals and recent streams in one answer, from one state: a stream is either in both or in neither,
+      // so the live event for it is counted exactly once.
+      const usage = await Gateway.api(`/v1/usage?from=${from}&to=${to}&recent=${RECENT_KEEP}${scope("&")}`);
       if (mine !== generation) return;
       state.usage = normalize(usage);
-      state.recent = recent.data;
-      state.known = new Set(recent.data.map((r) => r.stream_id));
+      state.recent = usage.recent;
+      state.known = new Set(usage.recent.map((r) => r.stream_id));
       $("notice").hidden = true;
     } catch (e) {
       if (mine !== generation) return;
