@@ -22,8 +22,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
-from typing import Literal, Protocol
+from typing import Literal
 
 from providers import errors
 from providers.backoff import Backoff
@@ -33,13 +32,13 @@ from providers.catalog import ModelSpec
 from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
 from providers.pricing import cost_usd, estimate_tokens
 from providers.seam import CONTINUE_INSTRUCTION, SeamTrimmer, continuation_request
+from providers.segments import Attempt, KeyResolver, RequestForm, Segment
 from providers.watchdog import Watchdog, monotonic
 
 log = logging.getLogger("gateway.router")
 
 MidstreamPolicy = Literal["continue", "restart", "error"]
 FallbackMode = Literal["continue", "restart"]
-RequestForm = Literal["original", "prefill", "instruction"]
 
 __all__ = [
     "CONTINUE_INSTRUCTION",
@@ -56,51 +55,6 @@ __all__ = [
     "SegmentEnded",
     "continuation_request",
 ]
-
-
-class KeyResolver(Protocol):
-    async def credential(self, provider: str) -> Credential | None: ...
-
-
-@dataclass(slots=True)
-class Segment:
-    """One attempt on one model: what it produced and what it cost."""
-
-    number: int
-    model: str
-    provider: str
-    status: Literal["ok", "failed", "cancelled"] = "ok"
-    reason: str | None = None
-    usage: Usage = field(default_factory=Usage)
-    estimated: bool = False
-    cost_usd: Decimal = Decimal(0)
-    chars: int = 0
-    ttft_ms: float | None = None
-    duration_ms: float = 0.0
-    retry: int = 0  # 0 for the first attempt on this model in this stream, n for its n-th retry
-    form: RequestForm = "original"  # how the request carried the partial answer
-    # Monotonic timestamps (the router's clock): when this attempt's failure was detected, and for an
-    # attempt that took over from another model, when the previous one's failure was detected and when
-    # this request was handed to the provider. Their difference is the gateway's own failover time.
-    failed_at: float | None = None
-    failover_from: float | None = None
-    sent_at: float | None = None
-
-    @property
-    def failover_ms(self) -> float | None:
-        if self.failover_from is None or self.sent_at is None:
-            return None
-        return (self.sent_at - self.failover_from) * 1000
-
-
-@dataclass(slots=True, frozen=True)
-class Attempt:
-    """A model the router tried (`segment` set) or skipped (`segment` None), and why it did not answer."""
-
-    model: str
-    provider: str
-    reason: str
-    segment: int | None = None
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any, cast
 
 from providers.events import Usage
-from providers.router import Segment
+from providers.segments import Segment
 from sessions.records import StreamRecord, StreamStatus
 
 

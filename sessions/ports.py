@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Protocol
 
-from providers.router import KeyResolver
+from providers.segments import KeyResolver
 from sessions.records import StreamRecord
 
 

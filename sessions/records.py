@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal
 
-from providers.router import Segment
+from providers.segments import Segment
 
 StreamStatus = Literal["done", "error", "cancelled", "budget_exceeded"]
 

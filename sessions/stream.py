@@ -20,14 +20,13 @@ from providers.router import (
     AllModelsFailed,
     AttemptStarted,
     FallbackStarted,
-    KeyResolver,
     MidstreamPolicy,
     Router,
     RouterDone,
     RouterEvent,
-    Segment,
     SegmentEnded,
 )
+from providers.segments import KeyResolver, Segment
 from sessions.allowance import Share
 from sessions.log import EventLog
 from sessions.ports import LedgerSink, SpendPublisher

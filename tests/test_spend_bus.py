@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from gateway.auth import DEV_USER_ID
 from gateway.bus import ALL, MemoryBus
 from providers.events import Usage
-from providers.router import Segment
+from providers.segments import Segment
 from sessions.records import StreamRecord
 from tests.conftest import Live, service_unavailable
 from tests.support.clients import SSEEvent, collect_sse, iter_sse, user_msg

@@ -12,7 +12,7 @@ import httpx
 
 from gateway.auth import DEV_USER_ID
 from providers.events import Usage
-from providers.router import Segment
+from providers.segments import Segment
 from sessions.records import StreamRecord
 from tests.conftest import Live
 

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from gateway.aio import cancel_and_wait
-from providers.router import Segment
+from providers.segments import Segment
 from sessions.records import StreamRecord
 
 log = logging.getLogger("gateway.spend")

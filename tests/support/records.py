@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from providers.events import Usage
-from providers.router import Segment
+from providers.segments import Segment
 from sessions.records import StreamRecord, StreamStatus
 
 SegSpec = tuple[str, str, int, int, str]  # provider, model, input tokens, output tokens, cost
