@@ -111,6 +111,21 @@ async def test_dashboard_sees_ticks_then_the_settled_stream(live: Live) -> None:
     assert Decimal(settled["cost_usd"]) >= costs[-1]
 
 
+async def test_a_short_slow_stream_ticks_by_time_not_only_by_count(live: Live) -> None:
+    # Six tokens, far fewer than a count-based tick needs, spread over about two seconds.
+    async with (
+        httpx.AsyncClient(timeout=20) as client,
+        SpendListener(client, f"{live.url}/v1/usage/stream", live.headers()) as spend,
+    ):
+        events = await run_stream(client, live, "slow [[mock tokens=6 delay_ms=350]]")
+        sid = events[0].data["stream_id"]
+        seen = await spend.until_stream(sid)
+    ticks = [e for e in seen if e["type"] == "spend.tick" and e["stream_id"] == sid]
+    assert len(ticks) >= 2, ticks
+    assert [t["output_tokens"] for t in ticks] == sorted(t["output_tokens"] for t in ticks)
+    assert ticks[0]["output_tokens"] < ticks[-1]["output_tokens"]
+
+
 async def test_fallback_segments_reach_the_dashboard(live: Live) -> None:
     async with (
         httpx.AsyncClient(timeout=20) as client,
