@@ -6,6 +6,9 @@
   const $ = (id) => document.getElementById(id);
   const STREAM_EVENTS = ["stream.started", "delta", "tool_call.delta", "fallback", "usage", "done", "error", "server.draining"];
   const MAX_RETRIES = 8;
+  const AUTH_CODES = GatewayAuth.REFUSED;
+
+  const NARROW = "(max-width: 860px)";
 
   let models = [];
   const history = []; // finished turns, sent with the next message
@@ -13,13 +16,34 @@
   let ws = null;
   let wsOpening = null;
   let counter = 0;
+  let outcome = { state: "idle", text: "" }; // how the last answer ended, until the next one starts
 
   // -- connection status -------------------------------------------------------------------
+  // One pill, derived from what is true now: who is signed in, the answer streaming (and over what), how the
+  // last one ended, and whether a socket is open.
 
-  function setConn(state, text) {
+  function showConn() {
     const pill = $("conn");
+    const a = current;
+    let state;
+    let text;
+    if (GatewayAuth.current().kind === "none") [state, text] = ["signed-out", "Not signed in"];
+    else if (a && !a.finished) {
+      const over = a.transport === "ws" ? "WebSocket" : "SSE";
+      if (a.phase === "reconnecting") [state, text] = ["reconnecting", "Reconnecting… (" + over + ")"];
+      else if (a.phase === "draining") [state, text] = ["reconnecting", "Server restarting…"];
+      else if (a.phase === "streaming") [state, text] = ["streaming", "Streaming · " + over];
+      else [state, text] = ["connecting", "Connecting… (" + over + ")"];
+    } else if (outcome.state !== "idle") [state, text] = [outcome.state, outcome.text];
+    else if (ws && ws.readyState === WebSocket.OPEN) [state, text] = ["connected", "Connected · WebSocket"];
+    else [state, text] = ["idle", "Ready"];
     pill.dataset.state = state;
     pill.textContent = text;
+  }
+
+  function phase(a, name) {
+    a.phase = name;
+    showConn();
   }
 
   // -- models and fallbacks ----------------------------------------------------------------
@@ -45,6 +69,7 @@
     const pick = usable.find((m) => m.id === previous) || usable.find((m) => m.id === "mock") || usable[0];
     if (pick) select.value = pick.id;
     renderFallbacks();
+    GatewayKeys.setModels(models);
   }
 
   function renderFallbacks() {
@@ -73,10 +98,17 @@
       })
     );
     if (!others.length) list.replaceChildren(el("li", { class: "hint" }, "No other model available"));
+    summarize();
   }
 
   function chosenFallbacks() {
     return [...$("fallbacks").querySelectorAll("input:checked")].map((i) => i.value);
+  }
+
+  // What the folded settings say when closed (on a phone): the chain that will answer.
+  function summarize() {
+    const model = $("model").value;
+    $("settings-summary").textContent = model ? [model, ...chosenFallbacks()].join(" → ") : "";
   }
 
   // -- rendering an answer -----------------------------------------------------------------
@@ -96,7 +128,7 @@
     return {
       id, transport, box, textEl: text, metaEl: meta, node,
       streamId: null, lastSeq: 0, text: "", segments: [], finished: false, retries: 0, es: null, abort: null,
-      tools: new Map(),
+      tools: new Map(), phase: "connecting",
     };
   }
 
@@ -109,7 +141,7 @@
     a.metaEl.replaceChildren(...parts.filter(Boolean));
   }
 
-  function finish(a, state) {
+  function finish(a, state, code) {
     a.finished = true;
     a.box.dataset.state = state;
     a.box.removeAttribute("aria-busy");
@@ -118,13 +150,23 @@
       current = null;
       $("stop").disabled = true;
       $("send").disabled = false;
+      outcome = state === "stopped" ? { state, text: "Stopped" }
+        : state === "error" ? { state, text: "Error" + (code ? " · " + code : "") }
+        : { state: "idle", text: "" };
+      showConn();
     }
   }
 
   function fail(a, code, message) {
     if (a.finished) return;
     setMeta(a, [el("span", { class: "error" }, message + (code ? " (" + code + ")" : ""))]);
-    finish(a, "error");
+    finish(a, "error", code);
+  }
+
+  // The chain an answer took, each model once: a failed one with its reason; a stopped one plainly (the
+  // answer's own "cancelled" says why it ended).
+  function pathOf(segments) {
+    return segments.map((s) => s.model + (s.status === "ok" || s.status === "cancelled" ? "" : " ✕ " + (s.reason || s.status))).join(" → ");
   }
 
   // A tool call arrives in pieces: the first names the function, the rest add to its JSON arguments.
@@ -153,6 +195,7 @@
     a.lastSeq = ev.seq;
     a.streamId = ev.stream_id;
     a.box.dataset.streamId = ev.stream_id;
+    if (a.phase !== "streaming") phase(a, "streaming");
     switch (ev.type) {
       case "stream.started":
         a.box.dataset.model = ev.model;
@@ -189,7 +232,7 @@
         a.segments.push(ev);
         break;
       case "done": {
-        const path = ev.segments.map((s) => s.model + (s.status === "ok" ? "" : " ✕ " + (s.reason || s.status))).join(" → ");
+        const path = pathOf(ev.segments);
         setMeta(a, [
           el("span", { class: "cost", title: "what this answer cost" + (ev.usage.estimated ? " (partly estimated)" : "") },
             money(ev.cost_usd) + (ev.usage.estimated ? " (est.)" : "")),
@@ -207,7 +250,7 @@
         fail(a, ev.code, ev.message);
         break;
       case "server.draining":
-        setConn("reconnecting", "Server restarting");
+        phase(a, "draining");
         break;
       default:
         break;
@@ -225,7 +268,6 @@
     if (ws && ws.readyState === WebSocket.OPEN) return ws;
     if (wsOpening) return wsOpening;
     wsOpening = (async () => {
-      setConn("connecting", "Connecting…");
       let ticket = null;
       try {
         ticket = await Gateway.ticket();
@@ -235,11 +277,11 @@
       // A ticket in the URL where the gateway has them; else the token as a subprotocol.
       const sock = ticket
         ? new WebSocket(wsUrl() + "?batch=1&ticket=" + encodeURIComponent(ticket))
-        : new WebSocket(wsUrl() + "?batch=1", ["bearer", Gateway.token()]);
+        : new WebSocket(wsUrl() + "?batch=1", ["bearer", await GatewayAuth.bearer()]);
       await new Promise((resolve, reject) => {
         sock.onopen = resolve;
         sock.onerror = () => reject(new Error("could not connect"));
-        sock.onclose = (e) => reject(new Error("closed: " + (e.reason || e.code)));
+        sock.onclose = (e) => reject(Object.assign(new Error("closed: " + (e.reason || e.code)), { code: e.reason, close: e.code }));
       });
       sock.onmessage = (m) => {
         const msg = JSON.parse(m.data);
@@ -248,7 +290,7 @@
       sock.onclose = (e) => onSocketClosed(sock, e);
       sock.onerror = null;
       ws = sock;
-      setConn("connected", "Connected");
+      showConn();
       return sock;
     })();
     try {
@@ -258,9 +300,18 @@
     }
   }
 
+  // A refreshed session reaches an open socket before the old token expires (the gateway closes it at `exp`).
+  function reauthSocket(token) {
+    if (ws && ws.readyState === WebSocket.OPEN && token) ws.send(JSON.stringify({ type: "auth", token }));
+  }
+
   function onFrame(f) {
+    if (f.type === "error" && !f.stream_id && AUTH_CODES.has(f.code)) {
+      GatewayAuth.refused(f.code, f.message); // an `auth` frame with a refreshed token was refused
+      return;
+    }
     const a = current;
-    if (f.type === "pong" || !a || a.transport !== "ws") return;
+    if (f.type === "pong" || f.type === "auth.ok" || !a || a.transport !== "ws") return;
     if (f.id !== a.id) return;
     if (!f.stream_id && f.type === "error") {
       fail(a, f.code, f.message); // the start (or a resume) was refused
@@ -269,18 +320,18 @@
     apply(a, f);
   }
 
-  function onSocketClosed(sock, e) {
+  async function onSocketClosed(sock, e) {
     if (ws === sock) ws = null;
+    const a = current && current.transport === "ws" && !current.finished ? current : null;
     if (e.code === 4401) {
-      setConn("signed-out", "Sign-in refused");
-      if (current && current.transport === "ws") fail(current, e.reason, "the gateway refused the token");
+      await GatewayAuth.refused(e.reason, "the gateway closed the connection (" + e.reason + ")");
+      if (a) fail(a, e.reason, "the gateway refused the token");
+      showConn();
       return;
     }
-    if (current && current.transport === "ws" && !current.finished) {
-      resumeSocket(current);
-    } else {
-      setConn("offline", "Disconnected");
-    }
+    if (e.code === 4001) await GatewayAuth.bearer(); // the token expired on the socket: resume with a fresh one
+    if (a) resumeSocket(a);
+    else showConn();
   }
 
   async function resumeSocket(a) {
@@ -289,7 +340,7 @@
         fail(a, null, "lost the connection");
         return;
       }
-      setConn("reconnecting", "Reconnecting…");
+      phase(a, "reconnecting");
       await Gateway.sleep(Gateway.backoff(a.retries++));
       try {
         const sock = await openSocket();
@@ -299,11 +350,11 @@
         }
         sock.send(JSON.stringify({ type: "chat.resume", id: a.id, stream_id: a.streamId, last_seq: a.lastSeq }));
         a.retries = 0;
-        setConn("connected", "Resumed");
+        phase(a, "streaming");
         return;
       } catch (e) {
-        if (e.status === 401) {
-          fail(a, "missing_token", "sign in again");
+        if (e.status === 401 || e.status === 403) {
+          fail(a, e.code, "sign in again: " + e.message);
           return;
         }
       }
@@ -315,7 +366,7 @@
       const sock = await openSocket();
       sock.send(JSON.stringify(Object.assign({ type: "chat.start", id: a.id }, body)));
     } catch (e) {
-      fail(a, e.code, e.status === 401 ? "sign in first" : "could not connect: " + e.message);
+      fail(a, e.code, e.status === 401 || e.status === 403 ? "sign in first: " + e.message : "could not connect: " + e.message);
     }
   }
 
@@ -325,28 +376,19 @@
     a.abort = new AbortController();
     let resp;
     try {
-      resp = await fetch("/v1/chat/stream", {
+      resp = await Gateway.authFetch("/v1/chat/stream", {
         method: "POST",
-        headers: { authorization: "Bearer " + Gateway.token(), "content-type": "application/json", "x-client-id": a.id },
+        headers: { "content-type": "application/json", "x-client-id": a.id },
         body: JSON.stringify(body),
         signal: a.abort.signal,
       });
     } catch (e) {
-      fail(a, null, "could not reach the gateway");
-      return;
-    }
-    if (!resp.ok) {
-      let err = {};
-      try {
-        err = (await resp.json()).error || {};
-      } catch (_) {
-        /* not JSON */
-      }
-      fail(a, err.code, err.message || resp.statusText);
+      if (e instanceof Gateway.ApiError) fail(a, e.code, e.message);
+      else fail(a, null, "could not reach the gateway");
       return;
     }
     a.streamId = resp.headers.get("x-stream-id");
-    setConn("connected", "Streaming");
+    phase(a, "streaming");
     try {
       await Gateway.readEvents(resp.body, (_name, data) => apply(a, data));
     } catch (_) {
@@ -362,14 +404,14 @@
       fail(a, null, "lost the connection");
       return;
     }
-    setConn("reconnecting", "Reconnecting…");
+    phase(a, "reconnecting");
     await Gateway.sleep(Gateway.backoff(a.retries++));
     if (a.finished) return;
     let ticket;
     try {
       ticket = await Gateway.ticket();
     } catch (e) {
-      if (e.status === 401) return fail(a, e.code, "sign in again");
+      if (e.status === 401 || e.status === 403) return fail(a, e.code, "sign in again: " + e.message);
       return resumeOverEventSource(a);
     }
     if (!ticket) return resumeOverFetch(a);
@@ -378,7 +420,7 @@
     a.es = es;
     es.onopen = () => {
       a.retries = 0;
-      setConn("connected", "Resumed");
+      phase(a, "streaming");
     };
     for (const name of STREAM_EVENTS) {
       // "error" is also the name of EventSource's own connection-error event, which carries no data
@@ -395,20 +437,16 @@
   // Gateways without tickets: resume over fetch, which can send the header and Last-Event-ID.
   async function resumeOverFetch(a) {
     try {
-      const resp = await fetch("/v1/streams/" + encodeURIComponent(a.streamId) + "/events", {
-        headers: { authorization: "Bearer " + Gateway.token(), "last-event-id": a.streamId + ":" + a.lastSeq },
+      const resp = await Gateway.authFetch("/v1/streams/" + encodeURIComponent(a.streamId) + "/events", {
+        headers: { "last-event-id": a.streamId + ":" + a.lastSeq },
       });
-      if (resp.status === 404 || resp.status === 410) {
-        const err = (await resp.json()).error || {};
-        return fail(a, err.code, err.message);
+      a.retries = 0;
+      phase(a, "streaming");
+      await Gateway.readEvents(resp.body, (_n, data) => apply(a, data));
+    } catch (e) {
+      if (e instanceof Gateway.ApiError && (e.status === 404 || e.status === 410 || e.status === 401)) {
+        return fail(a, e.code, e.message);
       }
-      if (resp.ok) {
-        a.retries = 0;
-        setConn("connected", "Resumed");
-        await Gateway.readEvents(resp.body, (_n, data) => apply(a, data));
-      }
-    } catch (_) {
-      /* broke again */
     }
     if (!a.finished) resumeOverEventSource(a);
   }
@@ -431,6 +469,8 @@
     const transport = document.querySelector('input[name="transport"]:checked').value;
     const a = newAnswer("c" + Date.now().toString(36) + (++counter), transport);
     current = a;
+    outcome = { state: "idle", text: "" };
+    showConn();
     $("stop").disabled = false;
     $("send").disabled = true;
     const body = { model, fallbacks: chosenFallbacks(), messages: history.slice() };
@@ -461,18 +501,43 @@
     }
   }
 
-  function init() {
-    Gateway.mountSignIn(() => {
-      if (ws) ws.close();
-      loadModels();
-    });
+  // -- signing in, keys, layout --------------------------------------------------------------------
+
+  function onSignedIn(who, newUser) {
+    if (!newUser) {
+      reauthSocket(who.token); // the same session, refreshed
+      return;
+    }
+    if (ws) ws.close();
+    ws = null;
+    showConn();
+    loadModels();
+    GatewayKeys.refresh();
+  }
+
+  function openKeysIfAsked() {
+    if (location.hash !== "#keys") return;
+    $("keys").open = true;
+    $("keys").scrollIntoView({ block: "start" });
+  }
+
+  async function init() {
+    // On a phone the settings start folded, so the conversation and the composer have the screen.
+    if (window.matchMedia(NARROW).matches) $("settings").open = false;
+    GatewayKeys.mount($("key-list"), loadModels);
+    await GatewaySignIn.mount(onSignedIn);
     $("composer").addEventListener("submit", send);
     $("stop").addEventListener("click", stop);
     $("model").addEventListener("change", renderFallbacks);
+    $("fallbacks").addEventListener("change", summarize);
     $("prompt").addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) send(e);
     });
+    window.addEventListener("hashchange", openKeysIfAsked);
+    openKeysIfAsked();
+    showConn();
     loadModels();
+    GatewayKeys.refresh();
   }
 
   document.addEventListener("DOMContentLoaded", init);

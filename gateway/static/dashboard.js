@@ -209,12 +209,12 @@
     const ctrl = new AbortController();
     source = ctrl;
     try {
-      const resp = await fetch("/v1/usage/stream" + scope("?"), { headers: { authorization: "Bearer " + Gateway.token() }, signal: ctrl.signal });
-      if (!resp.ok) return resp.status === 401 ? setLive("signed-out", "Sign-in refused") : retryLive();
+      const resp = await Gateway.authFetch("/v1/usage/stream" + scope("?"), { signal: ctrl.signal });
       opened();
       await Gateway.readEvents(resp.body, (_n, data) => onEvent(data));
-    } catch (_) {
-      /* dropped */
+    } catch (e) {
+      if (e instanceof Gateway.ApiError && (e.status === 401 || e.status === 403)) return setLive("signed-out", "Sign-in refused");
+      /* dropped: reconnect below */
     }
     if (source === ctrl) retryLive();
   }
@@ -379,7 +379,7 @@
         el("span", {
           class: "seg", "data-status": s.status,
           title: `${s.provider}/${s.model}: ${s.status}${s.reason ? " (" + s.reason + ")" : ""}, ${money(s.cost_usd)}${s.estimated ? " estimated" : ""}`,
-        }, s.model + (ok ? " ✓" : " ✕ " + (s.reason || s.status)))
+        }, s.model + (ok ? " ✓" : s.status === "cancelled" ? "" : " ✕ " + (s.reason || s.status)))
       );
     });
     return box;
@@ -390,23 +390,23 @@
     for (const [id, r] of state.running) {
       rows.push(
         el("tr", { class: "running-row", "data-stream-id": id, "data-running": "true" },
-          el("td", {}, "now"),
-          el("td", {}, r.model),
-          el("td", {}, "streaming…"),
-          el("td", { class: "num" }, `– / ${compact(r.tokens)}`),
-          el("td", { class: "num" }, money(r.cost) + " (est.)"),
-          el("td", {}, el("span", { class: "status" }, "running")))
+          el("td", { "data-label": "Time" }, "now"),
+          el("td", { "data-label": "Answered by" }, r.model),
+          el("td", { "data-label": "Segments" }, "streaming…"),
+          el("td", { class: "num", "data-label": "Tokens in / out" }, `– / ${compact(r.tokens)}`),
+          el("td", { class: "num", "data-label": "Cost" }, money(r.cost) + " (est.)"),
+          el("td", { "data-label": "Status" }, el("span", { class: "status" }, "running")))
       );
     }
     for (const r of state.recent.slice(0, RECENT_SHOW)) {
       rows.push(
         el("tr", { "data-stream-id": r.stream_id, "data-user-id": r.user_id || "" },
-          el("td", { title: r.started_at + (allUsers() && r.user_id ? " · user " + r.user_id : "") }, new Date(r.started_at).toLocaleTimeString("en-GB")),
-          el("td", {}, r.requested_model),
-          el("td", {}, segmentChips(r.segments || [])),
-          el("td", { class: "num" }, `${compact(r.input_tokens)} / ${compact(r.output_tokens)}`),
-          el("td", { class: "num" }, money(r.cost_usd) + (r.estimated ? " (est.)" : "")),
-          el("td", {}, el("span", { class: "status", "data-status": r.status }, r.status)))
+          el("td", { "data-label": "Time", title: r.started_at + (allUsers() && r.user_id ? " · user " + r.user_id : "") }, new Date(r.started_at).toLocaleTimeString("en-GB")),
+          el("td", { "data-label": "Answered by", title: r.requested_model !== answeredBy(r) ? "asked for " + r.requested_model : null }, answeredBy(r)),
+          el("td", { "data-label": "Segments" }, segmentChips(r.segments || [])),
+          el("td", { class: "num", "data-label": "Tokens in / out" }, `${compact(r.input_tokens)} / ${compact(r.output_tokens)}`),
+          el("td", { class: "num", "data-label": "Cost" }, money(r.cost_usd) + (r.estimated ? " (est.)" : "")),
+          el("td", { "data-label": "Status" }, el("span", { class: "status", "data-status": r.status }, r.status)))
       );
     }
     if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 6, class: "hint" }, "No streams yet: chat on the chat page and watch them arrive.")));
@@ -414,29 +414,50 @@
   }
 
   function showScope() {
-    const c = Gateway.claims();
-    $("all-users-field").hidden = !(c && c.role === "service_role");
+    $("all-users-field").hidden = GatewayAuth.current().role !== "service_role";
   }
 
-  function init() {
-    showScope();
-    Gateway.mountSignIn(() => {
+  // The model that answered a stream: the last one tried (a running stream's ticks name the same one).
+  function answeredBy(r) {
+    const segs = r.segments || [];
+    return segs.length ? segs[segs.length - 1].model : r.requested_model;
+  }
+
+  // The range's name, wherever a window is labelled: the day chart's switch says the same as the picker.
+  function showRange() {
+    const picked = $("range").selectedOptions[0];
+    $("scale-days").textContent = (picked ? picked.textContent : "The range") + ", per day";
+  }
+
+  async function init() {
+    await GatewaySignIn.mount((_who, newUser) => {
+      if (!newUser) return; // the same session, refreshed: the live feed carries on
       showScope();
       state.running.clear();
       load();
       goLive();
     });
+    showScope();
+    showRange();
     $("all-users").addEventListener("change", () => {
       state.running.clear(); // whose streams are running changes with the scope
       load();
       goLive();
     });
-    $("range").addEventListener("change", load);
+    $("range").addEventListener("change", () => {
+      showRange();
+      load();
+    });
     for (const r of document.querySelectorAll('input[name="scale"]')) r.addEventListener("change", renderChart);
     setInterval(() => {
       renderRunning();
       renderChart(); // the last-hour window slides
     }, 15000);
+    let resized = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resized);
+      resized = setTimeout(renderChart, 150); // the chart is drawn at its box's width
+    });
     load();
     goLive();
   }
