@@ -6,7 +6,7 @@ const SpendChart = (() => {
   const NS = "http://www.w3.org/2000/svg";
   // Drawn at the container's own width (within bounds), so axis text stays readable on a phone.
   const WIDE = { W: 960, H: 280, M: { top: 16, right: 64, bottom: 34, left: 96 } };
-  const NARROW = { H: 240, M: { top: 12, right: 40, bottom: 30, left: 64 } };
+  const NARROW = { H: 240, M: { top: 12, right: 36, bottom: 30, left: 70 } };
   const MIN_LABEL_GAP = 52; // px between x-axis labels
 
   function svg(tag, attrs, text) {
@@ -81,8 +81,11 @@ const SpendChart = (() => {
         if (b.tokens + (b.liveTokens || 0) > 0) root.append(svg("circle", { class: "dot", cx: points[i][0], cy: points[i][1], r: 3 }));
       });
     }
-    root.append(svg("text", { class: "axis", x: 14, y: M.top + ih / 2, transform: `rotate(-90 14 ${M.top + ih / 2})`, "text-anchor": "middle" }, "Cost (USD)"));
-    root.append(svg("text", { class: "axis", x: W - 12, y: M.top + ih / 2, transform: `rotate(90 ${W - 12} ${M.top + ih / 2})`, "text-anchor": "middle" }, "Tokens"));
+    if (M === WIDE.M) {
+      // Axis titles where there is room for them; the legend names the two series anyway.
+      root.append(svg("text", { class: "axis", x: 14, y: M.top + ih / 2, transform: `rotate(-90 14 ${M.top + ih / 2})`, "text-anchor": "middle" }, "Cost (USD)"));
+      root.append(svg("text", { class: "axis", x: W - 12, y: M.top + ih / 2, transform: `rotate(90 ${W - 12} ${M.top + ih / 2})`, "text-anchor": "middle" }, "Tokens"));
+    }
 
     // The same numbers as a table, for screen readers and anyone who wants the figures.
     const rows = buckets.filter((b) => b.cost || b.tokens || b.liveCost);

@@ -523,7 +523,10 @@
 
   async function init() {
     // On a phone the settings start folded, so the conversation and the composer have the screen.
-    if (window.matchMedia(NARROW).matches) $("settings").open = false;
+    if (window.matchMedia(NARROW).matches) {
+      $("settings").open = false;
+      $("prompt").placeholder = "Message";
+    }
     GatewayKeys.mount($("key-list"), loadModels);
     await GatewaySignIn.mount(onSignedIn);
     $("composer").addEventListener("submit", send);

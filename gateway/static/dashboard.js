@@ -299,7 +299,7 @@
       const total = u ? u.totals.cost : 0;
       SpendChart.render(box, {
         buckets, money, compact, labelEvery: Math.max(1, Math.ceil(buckets.length / 10)),
-        title: "Cost and tokens by day",
+        title: "Cost and tokens by day, " + rangeName().toLowerCase(),
         description: `${money(total)} over ${buckets.length} days, ${count(u ? u.totals.streams : 0)} streams.`,
       });
       return;
@@ -349,10 +349,10 @@
         ? u.by_model.map((m) =>
             el("tr", { "data-model": m.model },
               el("th", { scope: "row" }, shareBar(m.cost, whole), m.model),
-              el("td", {}, m.provider),
-              el("td", { class: "num" }, count(m.streams)),
-              el("td", { class: "num" }, `${compact(m.input_tokens)} / ${compact(m.output_tokens)}`),
-              el("td", { class: "num" }, money(m.cost)))
+              el("td", { "data-label": "Provider" }, m.provider),
+              el("td", { class: "num", "data-label": "Streams" }, count(m.streams)),
+              el("td", { class: "num", "data-label": "Tokens in / out" }, `${compact(m.input_tokens)} / ${compact(m.output_tokens)}`),
+              el("td", { class: "num", "data-label": "Cost" }, money(m.cost)))
           )
         : [el("tr", {}, el("td", { colspan: 5, class: "hint" }, "No spend in this range yet."))])
     );
@@ -362,9 +362,9 @@
         ? u.by_provider.map((p) =>
             el("tr", { "data-provider": p.provider },
               el("th", { scope: "row" }, shareBar(p.cost, pw), p.provider),
-              el("td", { class: "num" }, count(p.streams)),
-              el("td", { class: "num" }, `${compact(p.input_tokens)} / ${compact(p.output_tokens)}`),
-              el("td", { class: "num" }, money(p.cost)))
+              el("td", { class: "num", "data-label": "Streams" }, count(p.streams)),
+              el("td", { class: "num", "data-label": "Tokens in / out" }, `${compact(p.input_tokens)} / ${compact(p.output_tokens)}`),
+              el("td", { class: "num", "data-label": "Cost" }, money(p.cost)))
           )
         : [el("tr", {}, el("td", { colspan: 4, class: "hint" }, "No spend in this range yet."))])
     );
@@ -424,9 +424,13 @@
   }
 
   // The range's name, wherever a window is labelled: the day chart's switch says the same as the picker.
-  function showRange() {
+  function rangeName() {
     const picked = $("range").selectedOptions[0];
-    $("scale-days").textContent = (picked ? picked.textContent : "The range") + ", per day";
+    return picked ? picked.textContent : "The range";
+  }
+
+  function showRange() {
+    $("scale-days").textContent = rangeName() + ", per day";
   }
 
   async function init() {
