@@ -14,11 +14,12 @@ from gateway.cluster.redis_log import LogKeys, RedisLogMirror, RemoteLog
 from sessions.log import ResumeTooOld
 from tests.conftest import service_unavailable
 from tests.support.proxy import TcpProxy
+from tests.support.redis import REDIS_URL, redis_address, redis_url_through
 
 
 @pytest.fixture
 async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url("redis://127.0.0.1:6379/0")
+    client = Redis.from_url(REDIS_URL)
     try:
         await client.ping()
     except (RedisError, OSError):
@@ -123,9 +124,9 @@ async def test_a_copy_lost_in_an_outage_is_rewritten_and_counted_whoever_reloads
     # it is back the other instance has already loaded the write script again. The rewrite still happens, and
     # is counted, as the several-instances test checks.
     keys = LogKeys(redis.test_prefix)  # type: ignore[attr-defined]
-    proxy = TcpProxy("127.0.0.1", 6379)
+    proxy = TcpProxy(*redis_address())
     port = await proxy.start()
-    via = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_timeout=2)
+    via = Redis.from_url(redis_url_through(port), socket_timeout=2)
     mirror = RedisLogMirror(via, keys, instance_id="a", max_events=10_000, ttl_s=60, flush_interval_s=0.005)
     try:
         local = mirror.log_for("st_6", "user-6", 10_000, 1 << 20)

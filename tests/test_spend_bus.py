@@ -23,8 +23,8 @@ from providers.segments import Segment
 from sessions.records import StreamRecord
 from tests.conftest import Live, service_unavailable
 from tests.support.clients import SSEEvent, collect_sse, iter_sse, user_msg
+from tests.support.redis import REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 OTHER_USER = "00000000-0000-4000-8000-0000000000b2"
 
 
