@@ -1,22 +1,25 @@
-// The chat page: WebSocket (or SSE) streaming, fallbacks shown in the answer, cost per answer, stop, resume.
+// The chat page: models and fallbacks, answers as they stream (fallbacks marked, cost shown), stop, the status
+// pill, keys. The transports are in chat-transport.js.
 "use strict";
 
 (() => {
   const { el, money, count } = Gateway;
   const $ = (id) => document.getElementById(id);
-  const STREAM_EVENTS = ["stream.started", "delta", "tool_call.delta", "fallback", "usage", "done", "error", "server.draining"];
-  const MAX_RETRIES = 8;
-  const AUTH_CODES = GatewayAuth.REFUSED;
 
   const NARROW = "(max-width: 860px)";
 
   let models = [];
   const history = []; // finished turns, sent with the next message
   let current = null; // the answer being streamed
-  let ws = null;
-  let wsOpening = null;
   let counter = 0;
   let outcome = { state: "idle", text: "" }; // how the last answer ended, until the next one starts
+  const transport = ChatTransport.create({
+    active: () => current,
+    apply: (a, ev) => apply(a, ev),
+    fail: (a, code, message) => fail(a, code, message),
+    phase: (a, name) => phase(a, name),
+    changed: () => showConn(),
+  });
 
   // -- connection status -------------------------------------------------------------------
   // One pill, derived from what is true now: who is signed in, the answer streaming (and over what), how the
@@ -35,7 +38,7 @@
       else if (a.phase === "streaming") [state, text] = ["streaming", "Streaming · " + over];
       else [state, text] = ["connecting", "Connecting… (" + over + ")"];
     } else if (outcome.state !== "idle") [state, text] = [outcome.state, outcome.text];
-    else if (ws && ws.readyState === WebSocket.OPEN) [state, text] = ["connected", "Connected · WebSocket"];
+    else if (transport.socketOpen()) [state, text] = ["connected", "Connected · WebSocket"];
     else [state, text] = ["idle", "Ready"];
     pill.dataset.state = state;
     pill.textContent = text;
@@ -258,199 +261,6 @@
     scrollDown();
   }
 
-  // -- WebSocket transport -------------------------------------------------------------------
-
-  function wsUrl() {
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/v1/ws";
-  }
-
-  async function openSocket() {
-    if (ws && ws.readyState === WebSocket.OPEN) return ws;
-    if (wsOpening) return wsOpening;
-    wsOpening = (async () => {
-      let ticket = null;
-      try {
-        ticket = await Gateway.ticket();
-      } catch (e) {
-        if (e.status === 401 || e.status === 403) throw e;
-      }
-      // A ticket in the URL where the gateway has them; else the token as a subprotocol.
-      const sock = ticket
-        ? new WebSocket(wsUrl() + "?batch=1&ticket=" + encodeURIComponent(ticket))
-        : new WebSocket(wsUrl() + "?batch=1", ["bearer", await GatewayAuth.bearer()]);
-      await new Promise((resolve, reject) => {
-        sock.onopen = resolve;
-        sock.onerror = () => reject(new Error("could not connect"));
-        sock.onclose = (e) => reject(Object.assign(new Error("closed: " + (e.reason || e.code)), { code: e.reason, close: e.code }));
-      });
-      sock.onmessage = (m) => {
-        const msg = JSON.parse(m.data);
-        for (const f of Array.isArray(msg) ? msg : [msg]) onFrame(f); // ?batch=1: events that came together
-      };
-      sock.onclose = (e) => onSocketClosed(sock, e);
-      sock.onerror = null;
-      ws = sock;
-      showConn();
-      return sock;
-    })();
-    try {
-      return await wsOpening;
-    } finally {
-      wsOpening = null;
-    }
-  }
-
-  // A refreshed session reaches an open socket before the old token expires (the gateway closes it at `exp`).
-  function reauthSocket(token) {
-    if (ws && ws.readyState === WebSocket.OPEN && token) ws.send(JSON.stringify({ type: "auth", token }));
-  }
-
-  function onFrame(f) {
-    if (f.type === "error" && !f.stream_id && AUTH_CODES.has(f.code)) {
-      GatewayAuth.refused(f.code, f.message); // an `auth` frame with a refreshed token was refused
-      return;
-    }
-    const a = current;
-    if (f.type === "pong" || f.type === "auth.ok" || !a || a.transport !== "ws") return;
-    if (f.id !== a.id) return;
-    if (!f.stream_id && f.type === "error") {
-      fail(a, f.code, f.message); // the start (or a resume) was refused
-      return;
-    }
-    apply(a, f);
-  }
-
-  async function onSocketClosed(sock, e) {
-    if (ws === sock) ws = null;
-    const a = current && current.transport === "ws" && !current.finished ? current : null;
-    if (e.code === 4401) {
-      await GatewayAuth.refused(e.reason, "the gateway closed the connection (" + e.reason + ")");
-      if (a) fail(a, e.reason, "the gateway refused the token");
-      showConn();
-      return;
-    }
-    if (e.code === 4001) await GatewayAuth.bearer(); // the token expired on the socket: resume with a fresh one
-    if (a) resumeSocket(a);
-    else showConn();
-  }
-
-  async function resumeSocket(a) {
-    while (!a.finished) {
-      if (a.retries >= MAX_RETRIES) {
-        fail(a, null, "lost the connection");
-        return;
-      }
-      phase(a, "reconnecting");
-      await Gateway.sleep(Gateway.backoff(a.retries++));
-      try {
-        const sock = await openSocket();
-        if (!a.streamId) {
-          fail(a, null, "the connection dropped before the answer started");
-          return;
-        }
-        sock.send(JSON.stringify({ type: "chat.resume", id: a.id, stream_id: a.streamId, last_seq: a.lastSeq }));
-        a.retries = 0;
-        phase(a, "streaming");
-        return;
-      } catch (e) {
-        if (e.status === 401 || e.status === 403) {
-          fail(a, e.code, "sign in again: " + e.message);
-          return;
-        }
-      }
-    }
-  }
-
-  async function startOverSocket(a, body) {
-    try {
-      const sock = await openSocket();
-      sock.send(JSON.stringify(Object.assign({ type: "chat.start", id: a.id }, body)));
-    } catch (e) {
-      fail(a, e.code, e.status === 401 || e.status === 403 ? "sign in first: " + e.message : "could not connect: " + e.message);
-    }
-  }
-
-  // -- SSE transport ---------------------------------------------------------------------------
-
-  async function startOverSSE(a, body) {
-    a.abort = new AbortController();
-    let resp;
-    try {
-      resp = await Gateway.authFetch("/v1/chat/stream", {
-        method: "POST",
-        headers: { "content-type": "application/json", "x-client-id": a.id },
-        body: JSON.stringify(body),
-        signal: a.abort.signal,
-      });
-    } catch (e) {
-      if (e instanceof Gateway.ApiError) fail(a, e.code, e.message);
-      else fail(a, null, "could not reach the gateway");
-      return;
-    }
-    a.streamId = resp.headers.get("x-stream-id");
-    phase(a, "streaming");
-    try {
-      await Gateway.readEvents(resp.body, (_name, data) => apply(a, data));
-    } catch (_) {
-      /* the connection broke: resume below */
-    }
-    if (!a.finished) resumeOverEventSource(a);
-  }
-
-  // Resume with a fresh EventSource: a new ticket each time (tickets are single use), from the last seq seen.
-  async function resumeOverEventSource(a) {
-    if (a.finished) return;
-    if (a.retries >= MAX_RETRIES || !a.streamId) {
-      fail(a, null, "lost the connection");
-      return;
-    }
-    phase(a, "reconnecting");
-    await Gateway.sleep(Gateway.backoff(a.retries++));
-    if (a.finished) return;
-    let ticket;
-    try {
-      ticket = await Gateway.ticket();
-    } catch (e) {
-      if (e.status === 401 || e.status === 403) return fail(a, e.code, "sign in again: " + e.message);
-      return resumeOverEventSource(a);
-    }
-    if (!ticket) return resumeOverFetch(a);
-    const url = "/v1/streams/" + encodeURIComponent(a.streamId) + "/events?after=" + a.lastSeq + "&ticket=" + encodeURIComponent(ticket);
-    const es = new EventSource(url);
-    a.es = es;
-    es.onopen = () => {
-      a.retries = 0;
-      phase(a, "streaming");
-    };
-    for (const name of STREAM_EVENTS) {
-      // "error" is also the name of EventSource's own connection-error event, which carries no data
-      es.addEventListener(name, (m) => typeof m.data === "string" && apply(a, JSON.parse(m.data)));
-    }
-    es.onerror = () => {
-      // The browser would retry with the same (now used) ticket: take over with a new one.
-      es.close();
-      if (a.es === es) a.es = null;
-      if (!a.finished) resumeOverEventSource(a);
-    };
-  }
-
-  // Gateways without tickets: resume over fetch, which can send the header and Last-Event-ID.
-  async function resumeOverFetch(a) {
-    try {
-      const resp = await Gateway.authFetch("/v1/streams/" + encodeURIComponent(a.streamId) + "/events", {
-        headers: { "last-event-id": a.streamId + ":" + a.lastSeq },
-      });
-      a.retries = 0;
-      phase(a, "streaming");
-      await Gateway.readEvents(resp.body, (_n, data) => apply(a, data));
-    } catch (e) {
-      if (e instanceof Gateway.ApiError && (e.status === 404 || e.status === 410 || e.status === 401)) {
-        return fail(a, e.code, e.message);
-      }
-    }
-    if (!a.finished) resumeOverEventSource(a);
-  }
-
   // -- sending and stopping ----------------------------------------------------------------------
 
   function send(e) {
@@ -466,8 +276,8 @@
     $("prompt").value = "";
     addUserMessage(prompt);
     history.push({ role: "user", content: prompt });
-    const transport = document.querySelector('input[name="transport"]:checked').value;
-    const a = newAnswer("c" + Date.now().toString(36) + (++counter), transport);
+    const over = document.querySelector('input[name="transport"]:checked').value;
+    const a = newAnswer("c" + Date.now().toString(36) + (++counter), over);
     current = a;
     outcome = { state: "idle", text: "" };
     showConn();
@@ -477,39 +287,24 @@
     const max = parseInt($("max-tokens").value, 10);
     if (max > 0) body.max_tokens = max;
     scrollDown();
-    if (transport === "ws") startOverSocket(a, body);
-    else startOverSSE(a, body);
+    transport.start(a, body);
   }
 
   async function stop() {
     const a = current;
     if (!a || a.finished) return;
     $("stop").disabled = true;
-    if (a.transport === "ws" && ws && ws.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify({ type: "chat.cancel", id: a.id }));
-      return;
-    }
-    if (a.streamId) {
-      try {
-        await Gateway.api("/v1/streams/" + encodeURIComponent(a.streamId) + "/cancel", { method: "POST" });
-      } catch (_) {
-        /* it may have finished meanwhile */
-      }
-    } else if (a.abort) {
-      a.abort.abort();
-      fail(a, null, "stopped");
-    }
+    await transport.stop(a);
   }
 
   // -- signing in, keys, layout --------------------------------------------------------------------
 
   function onSignedIn(who, newUser) {
     if (!newUser) {
-      reauthSocket(who.token); // the same session, refreshed
+      transport.reauth(who.token); // the same session, refreshed
       return;
     }
-    if (ws) ws.close();
-    ws = null;
+    transport.reset();
     showConn();
     loadModels();
     GatewayKeys.refresh();
