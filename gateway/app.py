@@ -36,7 +36,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway")
 
 
+def prepare_data_dir(settings: Settings) -> None:
+    """The data dir holds the ledger's spool (and SQLite, and development keys): create it wherever it is, so a
+    fresh instance can keep billed streams through a database outage from its first request."""
+    try:
+        settings.gateway_data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("cannot create the data dir", extra={"path": str(settings.gateway_data_dir), "error": str(exc)})
+
+
 def build_services(settings: Settings) -> Services:
+    prepare_data_dir(settings)
     catalog = build_catalog(settings)
     providers = build_providers(settings)
     store = build_store(settings)

@@ -1,7 +1,8 @@
 """All configuration, read from the environment (and `.env`), validated once at start.
 
-Field names are the environment variable names (case-insensitive). render.yaml declares each of them;
-a test keeps the two in step.
+Field names are the environment variable names (case-insensitive). Each field's description is its
+documentation: `python -m gateway.settings_doc` writes docs/configuration.md from this class, and a test
+keeps the two in step.
 """
 
 from __future__ import annotations
@@ -22,72 +23,215 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
 
     # -- process ---------------------------------------------------------------
-    gateway_env: Literal["development", "production"] = "development"
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    log_level: str = "INFO"
-    gateway_log_format: Literal["text", "json"] | None = None  # default: json in production, text in development
-    gateway_log_prompts: bool = False
-    gateway_data_dir: Path = Path("data")
-    gateway_public_url: str | None = None
+    gateway_env: Literal["development", "production"] = Field(
+        "development",
+        description="`production` refuses development defaults: the development signing key, the mock as the "
+        "only model, a missing `SUPABASE_URL` or `GATEWAY_ENCRYPTION_KEYS`.",
+    )
+    host: str = Field("127.0.0.1", description="Address to listen on (also `--host`).")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on (also `--port`; Render sets it).")
+    log_level: str = Field("INFO", description="Log level: `DEBUG`, `INFO`, `WARNING` or `ERROR`.")
+    gateway_log_format: Literal["text", "json"] | None = Field(
+        None, description="The log line format; unset: json in production, text in development."
+    )
+    gateway_data_dir: Path = Field(
+        Path("data"),
+        description="Local files: the SQLite database, the ledger spool kept through a database outage, and "
+        "(in development) the generated signing and encryption keys. Created at start.",
+    )
 
     # -- auth -------------------------------------------------------------------
-    supabase_url: str | None = None
-    supabase_jwt_secret: SecretStr | None = None
-    gateway_dev_signing_key: SecretStr | None = None  # development only; generated into the data dir when unset
-    gateway_jwt_audience: str = "authenticated"
-    gateway_jwks_cache_s: float = Field(600.0, gt=0, le=600)  # Supabase's edge caches 10 min: never longer
-    gateway_jwks_cooldown_s: float = Field(30.0, ge=0)  # least time between refetches for unknown kids
-    gateway_ticket_ttl_s: float = Field(60.0, gt=0, le=600)
-    gateway_ws_auth_timeout_s: float = Field(5.0, gt=0)  # time for a first `auth` frame
+    supabase_url: str | None = Field(
+        None,
+        description="Your Supabase project URL (`https://<ref>.supabase.co`), required in production. Tokens "
+        "are verified against its JWKS, their `iss` must be its `/auth/v1`, and the pages sign in through "
+        "its Auth API.",
+    )
+    supabase_anon_key: str | None = Field(
+        None,
+        description="The project's publishable (anon) key, public by design: with it the chat page and the "
+        "dashboard sign users in with Supabase Auth (email and password, or a magic link).",
+    )
+    supabase_jwt_secret: SecretStr | None = Field(
+        None, description="The project's legacy HS256 JWT secret, if it still signs tokens with it."
+    )
+    gateway_dev_signing_key: SecretStr | None = Field(
+        None,
+        description="Development only: the key the gateway signs its own development tokens with; unset, "
+        "one is generated into the data dir. Give several instances the same one.",
+    )
+    gateway_jwt_audience: str = Field("authenticated", description="The `aud` every token must carry.")
+    gateway_jwks_cache_s: float = Field(
+        600.0, gt=0, le=600, description="How long the JWKS is kept (at most 10 minutes, as Supabase's edge)."
+    )
+    gateway_jwks_cooldown_s: float = Field(
+        30.0, ge=0, description="Least time between JWKS refetches caused by tokens with an unknown key id."
+    )
+    gateway_ticket_ttl_s: float = Field(
+        60.0, gt=0, le=600, description="Lifetime of a single-use ticket for `EventSource` and WebSocket URLs."
+    )
+    gateway_ws_auth_timeout_s: float = Field(
+        5.0, gt=0, description="Time a WebSocket opened without credentials has to send its `auth` frame."
+    )
 
     # -- storage ----------------------------------------------------------------
-    gateway_store: Literal["sqlite", "postgres", "supabase"] = "sqlite"
-    database_url: SecretStr | None = None
-    supabase_service_role_key: SecretStr | None = None
-    gateway_encryption_keys: SecretStr | None = None  # "kid1:base64key,kid2:base64key"; the last one encrypts
-    redis_url: SecretStr | None = None
-    gateway_redis_prefix: str = "gateway"  # key and channel prefix, so several deployments can share one Redis
+    gateway_store: Literal["sqlite", "postgres", "supabase"] = Field(
+        "sqlite",
+        description="Where streams, keys and budgets are kept: `sqlite` (a file in the data dir), `postgres` "
+        "(`DATABASE_URL`) or `supabase` (PostgREST with `SUPABASE_SERVICE_ROLE_KEY`).",
+    )
+    database_url: SecretStr | None = Field(
+        None, description="PostgreSQL URL for `GATEWAY_STORE=postgres` (a Supabase database URL works too)."
+    )
+    supabase_service_role_key: SecretStr | None = Field(
+        None, description="The project's secret (service role) key, for `GATEWAY_STORE=supabase`."
+    )
+    gateway_encryption_keys: SecretStr | None = Field(
+        None,
+        description="Keys that encrypt users' provider keys (AES-256-GCM): `kid:<base64 32 bytes>` entries "
+        "separated by commas, the last one encrypts; or one base64 value. Required in production; in "
+        "development one is generated into the data dir.",
+    )
+    redis_url: SecretStr | None = Field(
+        None,
+        description="Run several instances as one: stream logs (resume anywhere), tickets, per-user limits, the "
+        "circuit breaker and live spend are shared through Redis. Unset, everything stays in the process.",
+    )
+    gateway_redis_prefix: str = Field(
+        "gateway", description="Prefix of every Redis key and channel, so several deployments can share one Redis."
+    )
 
     # -- providers --------------------------------------------------------------
-    gateway_allow_operator_keys: bool = False
-    openai_api_key: SecretStr | None = None
-    anthropic_api_key: SecretStr | None = None
-    gemini_api_key: SecretStr | None = None
-    openai_base_url: str | None = None
-    anthropic_base_url: str | None = None
-    gemini_base_url: str | None = None
-    gateway_models: str | None = None  # JSON list of model entries, adding to or overriding the catalog
-    gateway_compatible_servers: str | None = None  # JSON list of OpenAI-compatible servers
-    gateway_mock_enabled: bool = True
-    gateway_mock_tokens: int = Field(32, ge=1, le=100_000)
-    gateway_mock_delay_ms: float = Field(20.0, ge=0)
+    gateway_allow_operator_keys: bool = Field(
+        False,
+        description="Serve users who have no key of their own with the operator's `OPENAI_API_KEY`, "
+        "`ANTHROPIC_API_KEY` and `GEMINI_API_KEY`.",
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, description="The operator's OpenAI key (used only with `GATEWAY_ALLOW_OPERATOR_KEYS`)."
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        None, description="The operator's Anthropic key (used only with `GATEWAY_ALLOW_OPERATOR_KEYS`)."
+    )
+    gemini_api_key: SecretStr | None = Field(
+        None, description="The operator's Gemini key (used only with `GATEWAY_ALLOW_OPERATOR_KEYS`)."
+    )
+    openai_base_url: str | None = Field(None, description="OpenAI API base URL (a proxy or an emulator).")
+    anthropic_base_url: str | None = Field(None, description="Anthropic API base URL (a proxy or an emulator).")
+    gemini_base_url: str | None = Field(None, description="Gemini API base URL (a proxy or an emulator).")
+    gateway_models: str | None = Field(
+        None,
+        description="A JSON list of models adding to or overriding the catalog.",
+        json_schema_extra={
+            "details": "Each entry has an `id`; a new model also needs a `provider` (`openai`, `anthropic`, "
+            "`gemini`, or a compatible server's name). Optional: `upstream` (the name sent to the provider, "
+            "default the id), `context_window`, `fallbacks` and `aliases` (lists of model ids), `tier`, "
+            "`supports_prefill`, `first_token_timeout` and `inter_token_timeout` (seconds), and `price` "
+            "(USD per million tokens: `input`, `output`, optional `cached_input`, `tier_threshold`, "
+            "`tier_input`, `tier_output`, `tier_cached_input`). An entry with a catalog id changes only the "
+            "fields it names:\n\n"
+            "```sh\n"
+            'GATEWAY_MODELS=\'[{"id": "gpt-5-mini", "first_token_timeout": 60},\n'
+            '  {"id": "my-model", "provider": "openai", "upstream": "gpt-4.1-nano", '
+            '"price": {"input": 0.1, "output": 0.4}}]\'\n'
+            "```"
+        },
+    )
+    gateway_compatible_servers: str | None = Field(
+        None,
+        description="A JSON list of OpenAI-compatible servers (vLLM, Ollama, OpenRouter, Groq, Azure-style "
+        "URLs); each becomes a provider of its own name.",
+        json_schema_extra={
+            "details": "Each server has a `name` (not `openai`, `anthropic`, `gemini` or `mock`), a `base_url` "
+            "and its `models` (ids, or objects shaped like `GATEWAY_MODELS` entries without `provider`). "
+            "Optional: `api_key` or `api_key_env` (the name of an environment variable holding it), which serves "
+            "every user who has not stored a key of their own for that server (without one, the server is "
+            "called without a key); `key_header` "
+            "(send the key in this header instead of `Authorization: Bearer`), `headers` (extra request "
+            "headers), `max_tokens_field` (default `max_tokens`), `include_usage` (default true):\n\n"
+            "```sh\n"
+            'GATEWAY_COMPATIBLE_SERVERS=\'[{"name": "ollama", "base_url": "http://127.0.0.1:11434/v1", '
+            '"models": ["llama3.1"]},\n'
+            '  {"name": "groq", "base_url": "https://api.groq.com/openai/v1", '
+            '"api_key_env": "GROQ_API_KEY",\n'
+            '   "models": [{"id": "groq-llama", "upstream": "llama-3.1-8b-instant", '
+            '"price": {"input": 0.05, "output": 0.08}}]}]\'\n'
+            "```"
+        },
+    )
+    gateway_mock_enabled: bool = Field(
+        True, description="Offer the built-in `mock` and `mock-backup` models (no keys, scriptable faults)."
+    )
+    gateway_mock_tokens: int = Field(
+        32, ge=1, le=100_000, description="Words in a mock answer unless the prompt says otherwise."
+    )
+    gateway_mock_delay_ms: float = Field(20.0, ge=0, description="Delay between mock tokens, in milliseconds.")
 
     # -- limits -----------------------------------------------------------------
-    gateway_max_concurrent_streams: int = Field(8, ge=1)
-    gateway_starts_per_minute: int = Field(60, ge=1)
-    gateway_ws_messages_per_second: float = Field(20.0, gt=0)
-    gateway_max_frame_bytes: int = Field(256 * 1024, ge=1024)
-    gateway_max_messages: int = Field(256, ge=1)
-    gateway_max_prompt_chars: int = Field(400_000, ge=1)
-    gateway_resume_window_s: float = Field(60.0, ge=0)
-    gateway_stream_log_max_events: int = Field(10_000, ge=16)
-    gateway_stream_log_max_bytes: int = Field(4 * 1024 * 1024, ge=4096)
-    gateway_drain_deadline_s: float = Field(25.0, ge=0)
-    gateway_sse_ping_s: float = Field(15.0, gt=0)
-    gateway_first_token_timeout_s: float = Field(30.0, gt=0)
-    gateway_inter_token_timeout_s: float = Field(30.0, gt=0)
-    gateway_request_deadline_s: float = Field(120.0, gt=0)
-    gateway_breaker_failures: int = Field(5, ge=1)  # failures of one model within the window that open its circuit
-    gateway_breaker_window_s: float = Field(30.0, gt=0)
-    gateway_breaker_cooldown_s: float = Field(30.0, gt=0)  # then one probe request is let through
+    gateway_max_concurrent_streams: int = Field(
+        8, ge=1, description="Streams one user may run at once (on all instances, with Redis)."
+    )
+    gateway_starts_per_minute: int = Field(
+        60, ge=1, description="Streams one user may start per minute (on all instances, with Redis)."
+    )
+    gateway_ws_messages_per_second: float = Field(
+        20.0, gt=0, description="Frames per second a WebSocket may send (bursts of twice that)."
+    )
+    gateway_max_frame_bytes: int = Field(
+        256 * 1024, ge=1024, description="Largest request body or WebSocket frame, in bytes."
+    )
+    gateway_max_messages: int = Field(256, ge=1, description="Most messages in one chat request.")
+    gateway_max_prompt_chars: int = Field(400_000, ge=1, description="Most characters in one chat request's messages.")
+    gateway_resume_window_s: float = Field(
+        60.0, ge=0, description="How long a stream whose client dropped keeps generating, waiting for a resume."
+    )
+    gateway_stream_log_max_events: int = Field(
+        10_000, ge=16, description="Events of a stream kept for resuming (older ones answer `resume_too_old`)."
+    )
+    gateway_stream_log_max_bytes: int = Field(
+        4 * 1024 * 1024, ge=4096, description="Bytes of a stream's events kept for resuming."
+    )
+    gateway_drain_deadline_s: float = Field(
+        25.0,
+        ge=0,
+        description="On SIGTERM, how long running streams may finish (readiness fails at once; the rest are "
+        "stopped with `server.draining` and billed, and the process exits 0).",
+    )
+    gateway_sse_ping_s: float = Field(15.0, gt=0, description="Seconds between SSE heartbeat comments.")
+    gateway_first_token_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A model silent this long before its first token has stalled: the answer moves to the next "
+        "model. A catalog entry may set its own (GPT-5 and Gemini 2.5, which think silently, have 120 s).",
+    )
+    gateway_inter_token_timeout_s: float = Field(
+        30.0, gt=0, description="A model silent this long between tokens has stalled: the answer moves on."
+    )
+    gateway_request_deadline_s: float = Field(
+        120.0, gt=0, description="Time retries and fallbacks have to get an answer started."
+    )
+    gateway_breaker_failures: int = Field(
+        5, ge=1, description="Failures of one model within the window that open its circuit (it is skipped)."
+    )
+    gateway_breaker_window_s: float = Field(30.0, gt=0, description="The window those failures are counted in.")
+    gateway_breaker_cooldown_s: float = Field(
+        30.0, gt=0, description="How long an open circuit skips its model before one probe request goes through."
+    )
 
     # -- edge -------------------------------------------------------------------
-    gateway_cors_origins: str = ""  # comma-separated allowlist; also checked against WebSocket Origin
-    gateway_metrics_token: SecretStr | None = None
-    gateway_metrics_allow: str = "127.0.0.1,::1"
+    gateway_cors_origins: str = Field(
+        "",
+        description="Comma-separated origins whose browser apps may call the API (also checked against a "
+        "WebSocket's `Origin`); the gateway's own pages need none.",
+    )
+    gateway_metrics_token: SecretStr | None = Field(
+        None, description="A bearer token that may scrape `/metrics` from anywhere."
+    )
+    gateway_metrics_allow: str = Field(
+        "127.0.0.1,::1", description="Addresses or networks (comma-separated) that may scrape `/metrics` without it."
+    )
 
-    @field_validator("supabase_url", "openai_base_url", "anthropic_base_url", "gemini_base_url", "gateway_public_url")
+    @field_validator("supabase_url", "openai_base_url", "anthropic_base_url", "gemini_base_url")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("http://", "https://")):

@@ -38,6 +38,8 @@ CancelReason = Literal["client", "disconnect", "drain", "budget", "shutdown"]
 
 # How many deltas between running-cost updates (live spend, budget checks): keeps the per-token path free.
 TICK_EVERY = 32
+# ...and at most this long between them while tokens flow, so a slow or short stream visibly counts up.
+TICK_INTERVAL_S = 0.5
 # How many deltas may be parsed back to back before the loop lets the writers run.
 YIELD_EVERY = 16
 
@@ -133,6 +135,7 @@ class StreamSession:
         error_code: str | None = None
         loop = asyncio.get_running_loop()
         t0 = loop.time()
+        tick_at = t0 + TICK_INTERVAL_S
         deltas = 0
         seg_chars = 0
         # Per-token path below: one isinstance chain, one orjson.dumps, one append.
@@ -151,8 +154,10 @@ class StreamSession:
                         # Tokens that arrived in one read are parsed without a suspension point: let the
                         # subscribers send the first one now, and let other streams run every few tokens.
                         await asyncio.sleep(0)
-                    if deltas % TICK_EVERY == 0 and self._tick(segments, seg_chars):
-                        await self._stop_for_budget(events, segments)
+                    if deltas % TICK_EVERY == 0 or loop.time() >= tick_at:
+                        tick_at = loop.time() + TICK_INTERVAL_S
+                        if self._tick(segments, seg_chars):
+                            await self._stop_for_budget(events, segments)
                 elif isinstance(ev, ToolCallDelta):
                     if self._ttft_ms is None:
                         self._ttft_ms = (loop.time() - t0) * 1000

@@ -32,7 +32,7 @@ from sessions.records import StreamRecord
 from tests.conftest import Live, service_unavailable
 from tests.support import pg
 from tests.support.clients import collect_sse, user_msg
-from tests.support.proxy import TcpProxy
+from tests.support.proxy import TcpProxy, via_local_port
 from tests.support.records import new_user, record
 from tests.support.server import free_port
 
@@ -62,9 +62,9 @@ async def database() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def proxied(database: str) -> AsyncIterator[tuple[TcpProxy, str]]:
-    proxy = TcpProxy("127.0.0.1", 5432)
+    proxy = TcpProxy(*pg.address())
     port = await proxy.start()
-    dsn = database.replace("127.0.0.1:5432", f"127.0.0.1:{port}")
+    dsn = via_local_port(database, port)
     try:
         yield proxy, dsn
     finally:

@@ -13,11 +13,13 @@ from redis.exceptions import RedisError
 from gateway.cluster.redis_log import LogKeys, RedisLogMirror, RemoteLog
 from sessions.log import ResumeTooOld
 from tests.conftest import service_unavailable
+from tests.support.proxy import TcpProxy
+from tests.support.redis import REDIS_URL, redis_address, redis_url_through
 
 
 @pytest.fixture
 async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url("redis://127.0.0.1:6379/0")
+    client = Redis.from_url(REDIS_URL)
     try:
         await client.ping()
     except (RedisError, OSError):
@@ -115,6 +117,34 @@ async def test_a_vanished_shared_copy_is_rewritten_from_memory(redis: Redis) -> 
     meta = await redis.hgetall(keys.meta("st_4"))
     assert meta[b"user"] == b"user-4" and meta[b"client"] == b"c4" and meta[b"instance"] == b"a"
     await mirror.aclose()
+
+
+async def test_a_copy_lost_in_an_outage_is_rewritten_and_counted_whoever_reloads_the_script(redis: Redis) -> None:
+    # As when Redis restarts empty under two instances: this one's writes fail while it is away, and by the time
+    # it is back the other instance has already loaded the write script again. The rewrite still happens, and
+    # is counted, as the several-instances test checks.
+    keys = LogKeys(redis.test_prefix)  # type: ignore[attr-defined]
+    proxy = TcpProxy(*redis_address())
+    port = await proxy.start()
+    via = Redis.from_url(redis_url_through(port), socket_timeout=2)
+    mirror = RedisLogMirror(via, keys, instance_id="a", max_events=10_000, ttl_s=60, flush_interval_s=0.005)
+    try:
+        local = mirror.log_for("st_6", "user-6", 10_000, 1 << 20)
+        local.append("delta", b'{"text":"0"}')
+        await mirror.flush()
+        await proxy.set_down()
+        local.append("delta", b'{"text":"1"}')
+        with pytest.raises((RedisError, OSError)):
+            await mirror.flush()
+        await redis.delete(keys.log("st_6"), keys.meta("st_6"))  # what the restart lost
+        proxy.set_up()
+        local.append("delta", b'{"text":"2"}')
+        await mirror.flush()
+        assert mirror.rewrites == 1
+        assert [e[0] for e in await redis.xrange(keys.log("st_6"))] == [b"1-0", b"2-0", b"3-0"]
+    finally:
+        await via.aclose()
+        await proxy.stop()
 
 
 async def test_a_hole_in_the_shared_copy_is_reported_not_skipped(redis: Redis) -> None:

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from gateway.auth import DEV_USER_ID
 from sessions.manager import SessionError
 from tests.conftest import Live, service_unavailable
-from tests.support.clients import collect_sse, text_of, user_msg
+from tests.support.clients import SSEEvent, collect_sse, iter_sse, text_of, user_msg
 from tests.support.redis import REDIS_URL, redis_prefix
 from tests.support.server import free_port
 from tests.test_resume import Frames, check_exact, ledger_rows, ticket, wait_for, ws_start
@@ -312,17 +312,29 @@ async def test_redis_restarted_mid_stream_loses_nothing_billed_and_sharing_comes
             events = await collect_sse(client, "POST", "/v1/chat/stream", headers=gw.headers(), json=body)
         return [e.data for e in events]
 
+    following = asyncio.Event()
+
     async def hop(n: int) -> tuple[Frames, Frames]:
         """Started on A, dropped, followed from B through the outage."""
         sid, last_id, first = await a.chat_then_drop(f"outage {n} {slow}", 5)
-        async with httpx.AsyncClient(base_url=b.url, timeout=30) as client:
-            rest = await collect_sse(
-                client, "GET", f"/v1/streams/{sid}/events", headers={**b.headers(), "last-event-id": last_id}
-            )
-        return first, [e.data for e in rest]
+        async with (
+            httpx.AsyncClient(base_url=b.url, timeout=30) as client,
+            client.stream("GET", f"/v1/streams/{sid}/events", headers={**b.headers(), "last-event-id": last_id}) as r,
+        ):
+            assert r.status_code == 200, (r.status_code, await r.aread())
+            following.set()
+            rest = [ev.data async for ev in iter_sse(r) if isinstance(ev, SSEEvent)]
+        return first, rest
 
     runs = asyncio.gather(whole(a, 0), whole(a, 1), whole(b, 2), hop(3))
+    # Redis goes away mid-stream, and only once B follows the hopped stream: B finds a stream on another
+    # instance through Redis, so a lookup during the outage rightly answers stream_not_found (see README).
     await asyncio.sleep(0.6)
+    attached = asyncio.ensure_future(following.wait())
+    await asyncio.wait([attached, runs], return_when=asyncio.FIRST_COMPLETED)
+    if runs.done():
+        runs.result()  # a run that failed before the outage: its own error rather than a hang
+        pytest.fail("the streams ended before Redis went away")
     await throwaway_redis.kill()
     await asyncio.sleep(0.8)  # streams go on without Redis
     await throwaway_redis.start()  # empty: it kept nothing

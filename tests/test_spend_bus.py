@@ -23,8 +23,8 @@ from providers.segments import Segment
 from sessions.records import StreamRecord
 from tests.conftest import Live, service_unavailable
 from tests.support.clients import SSEEvent, collect_sse, iter_sse, user_msg
+from tests.support.redis import REDIS_URL
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 OTHER_USER = "00000000-0000-4000-8000-0000000000b2"
 
 
@@ -109,6 +109,21 @@ async def test_dashboard_sees_ticks_then_the_settled_stream(live: Live) -> None:
     check_settled(settled, events[-1].data, DEV_USER_ID)
     assert settled["output_tokens"] == 100 and settled["fallbacks"] == 0
     assert Decimal(settled["cost_usd"]) >= costs[-1]
+
+
+async def test_a_short_slow_stream_ticks_by_time_not_only_by_count(live: Live) -> None:
+    # Six tokens, far fewer than a count-based tick needs, spread over about two seconds.
+    async with (
+        httpx.AsyncClient(timeout=20) as client,
+        SpendListener(client, f"{live.url}/v1/usage/stream", live.headers()) as spend,
+    ):
+        events = await run_stream(client, live, "slow [[mock tokens=6 delay_ms=350]]")
+        sid = events[0].data["stream_id"]
+        seen = await spend.until_stream(sid)
+    ticks = [e for e in seen if e["type"] == "spend.tick" and e["stream_id"] == sid]
+    assert len(ticks) >= 2, ticks
+    assert [t["output_tokens"] for t in ticks] == sorted(t["output_tokens"] for t in ticks)
+    assert ticks[0]["output_tokens"] < ticks[-1]["output_tokens"]
 
 
 async def test_fallback_segments_reach_the_dashboard(live: Live) -> None:

@@ -137,7 +137,7 @@ class RedisLogMirror:
         self._dirty: set[str] = set()  # to be rewritten whole from the in-memory log
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.rewrites = 0
+        self.rewrites = 0  # streams whose shared copy was written again whole from memory
 
     @property
     def healthy(self) -> bool:
@@ -199,7 +199,7 @@ class RedisLogMirror:
         closing, self._closing = self._closing, set()
         dirty, self._dirty = self._dirty, set()
         pipe = self.redis.pipeline(transaction=False)
-        plan: list[tuple[str, bool]] = []
+        plan: list[tuple[str, bool, str]] = []
         for sid in dict.fromkeys([*dirty, *pending, *closing]):
             st = self._streams.get(sid)
             if st is None:
@@ -224,26 +224,29 @@ class RedisLogMirror:
                 st.last_seq if ends else "",
                 b"".join(parts),
             )
-            plan.append((sid, ends))
+            plan.append((sid, ends, mode))
         try:
             results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError, asyncio.CancelledError):
-            self._dirty.update(sid for sid, _ in plan)
+            self._dirty.update(sid for sid, _, _ in plan)
             raise
         failure: Exception | None = None
         missing_script = False
-        for i, (sid, ends) in enumerate(plan):
+        for i, (sid, ends, mode) in enumerate(plan):
             written, st = results[i], self._streams[sid]
             if isinstance(written, Exception) or not written:
                 # Failed, or the shared copy vanished (Redis restarted): rewrite it whole next time.
                 self._dirty.add(sid)
-                self.rewrites += 1
                 if isinstance(written, NoScriptError):
                     missing_script = True
                 elif isinstance(written, Exception):
                     failure = failure or written
                 continue
             st.written = True
+            if mode == "reset":
+                # Counted when it happened, whichever way the copy was lost (a failed pipeline, a missing key,
+                # a restarted Redis that forgot the script, which another instance may have reloaded first).
+                self.rewrites += 1
             if ends:
                 del self._streams[sid]
         if missing_script and reload:

@@ -2,7 +2,8 @@
 
 Every page and asset is read once at start-up and served from memory with strict security headers. In
 development the pages carry the development token for a loopback visitor, so a newcomer can chat at once;
-never in production.
+never in production. With `SUPABASE_URL` and `SUPABASE_ANON_KEY` set, the pages carry those two (both public)
+and sign users in with Supabase Auth from their own script, so the CSP lets them reach that origin.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import html
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -21,6 +23,7 @@ from gateway.errors import error_response
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 DEV_TOKEN_SLOT = "<!--dev-token-->"  # noqa: S105 (a placeholder in the page, not a secret)
+AUTH_CONFIG_SLOT = "<!--auth-config-->"
 
 _TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -54,13 +57,27 @@ def _load() -> dict[str, Asset]:
 ASSETS = _load()
 
 
-def security_headers(request: Request) -> dict[str, str]:
+def _safe(value: str) -> bool:
+    return bool(value) and all(c not in value for c in " ;,'\"")
+
+
+def origin_of(url: str | None) -> str | None:
+    """`scheme://host[:port]` of an http(s) URL, for the CSP; None for anything else."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    return origin if parts.scheme in ("http", "https") and _safe(parts.netloc) else None
+
+
+def security_headers(request: Request, auth_origin: str | None = None) -> dict[str, str]:
     host = request.headers.get("host", "")
     # 'self' covers same-origin WebSockets in current browsers; the explicit ws(s) origin covers older ones.
-    ws = f" ws://{host} wss://{host}" if host and all(c not in host for c in " ;,'\"") else ""
+    ws = f" ws://{host} wss://{host}" if _safe(host) else ""
+    auth = f" {auth_origin}" if auth_origin else ""
     csp = (
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        f"connect-src 'self'{ws}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        f"connect-src 'self'{ws}{auth}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
     return {
         "content-security-policy": csp,
@@ -73,13 +90,27 @@ def security_headers(request: Request) -> dict[str, str]:
     }
 
 
+def _meta(name: str, value: str) -> str:
+    return f'<meta name="{name}" content="{html.escape(value)}">'
+
+
 def _page(name: str, request: Request, services: ServicesDep) -> Response:
     asset = ASSETS[name]
+    settings = services.settings
     client = request.client.host if request.client else ""
-    token = services.dev_token if services.settings.is_dev and client in LOOPBACK else None
-    meta = f'<meta name="gateway-dev-token" content="{html.escape(token)}">' if token else ""
-    body = asset.body.replace(DEV_TOKEN_SLOT.encode(), meta.encode(), 1)
-    headers = security_headers(request)
+    token = services.dev_token if settings.is_dev and client in LOOPBACK else None
+    dev = _meta("gateway-dev-token", token) if token else ""
+    # Sign-in on the page needs both; the anon key is public by design (it only identifies the project).
+    auth_origin = origin_of(settings.supabase_url) if settings.supabase_anon_key else None
+    auth = ""
+    if auth_origin and settings.supabase_url and settings.supabase_anon_key:
+        auth = _meta("gateway-supabase-url", settings.supabase_url) + _meta(
+            "gateway-supabase-anon-key", settings.supabase_anon_key
+        )
+    body = asset.body.replace(DEV_TOKEN_SLOT.encode(), dev.encode(), 1).replace(
+        AUTH_CONFIG_SLOT.encode(), auth.encode(), 1
+    )
+    headers = security_headers(request, auth_origin)
     headers["cache-control"] = "no-store"  # the page may carry a token
     return Response(body, media_type=asset.media_type, headers=headers)
 

@@ -4,9 +4,10 @@
 
 const SpendChart = (() => {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 960;
-  const H = 280;
-  const M = { top: 16, right: 64, bottom: 34, left: 96 };
+  // Drawn at the container's own width (within bounds), so axis text stays readable on a phone.
+  const WIDE = { W: 960, H: 280, M: { top: 16, right: 64, bottom: 34, left: 96 } };
+  const NARROW = { H: 240, M: { top: 12, right: 36, bottom: 30, left: 70 } };
+  const MIN_LABEL_GAP = 52; // px between x-axis labels
 
   function svg(tag, attrs, text) {
     const n = document.createElementNS(NS, tag);
@@ -25,12 +26,16 @@ const SpendChart = (() => {
   }
 
   function render(container, { buckets, title, description, labelEvery = 1, money, compact }) {
+    const width = Math.round(container.clientWidth || WIDE.W);
+    const W = Math.max(300, Math.min(WIDE.W, width));
+    const { H, M } = W < 600 ? NARROW : WIDE;
     const iw = W - M.left - M.right;
     const ih = H - M.top - M.bottom;
     const costMax = niceScale(Math.max(...buckets.map((b) => b.cost + (b.liveCost || 0)), 0));
     const tokMax = niceScale(Math.max(...buckets.map((b) => b.tokens + (b.liveTokens || 0)), 0));
     const n = Math.max(buckets.length, 1);
     const slot = iw / n;
+    const every = Math.max(labelEvery, Math.ceil(MIN_LABEL_GAP / slot));
     const barW = Math.max(2, Math.min(36, slot * 0.7));
     const y = (v, s) => M.top + ih - (v / s.max) * ih;
 
@@ -66,7 +71,7 @@ const SpendChart = (() => {
       g.append(svg("rect", { x: M.left + slot * i, y: M.top, width: slot, height: ih, fill: "transparent" }));
       root.append(g);
       points.push([cx, y(b.tokens + (b.liveTokens || 0), tokMax)]);
-      if (i % labelEvery === 0 || i === buckets.length - 1) {
+      if (i % every === 0 || (i === buckets.length - 1 && i % every > every / 2)) {
         root.append(svg("text", { class: "axis", x: cx, y: H - M.bottom + 18, "text-anchor": "middle" }, b.label));
       }
     });
@@ -76,8 +81,11 @@ const SpendChart = (() => {
         if (b.tokens + (b.liveTokens || 0) > 0) root.append(svg("circle", { class: "dot", cx: points[i][0], cy: points[i][1], r: 3 }));
       });
     }
-    root.append(svg("text", { class: "axis", x: 14, y: M.top + ih / 2, transform: `rotate(-90 14 ${M.top + ih / 2})`, "text-anchor": "middle" }, "Cost (USD)"));
-    root.append(svg("text", { class: "axis", x: W - 12, y: M.top + ih / 2, transform: `rotate(90 ${W - 12} ${M.top + ih / 2})`, "text-anchor": "middle" }, "Tokens"));
+    if (M === WIDE.M) {
+      // Axis titles where there is room for them; the legend names the two series anyway.
+      root.append(svg("text", { class: "axis", x: 14, y: M.top + ih / 2, transform: `rotate(-90 14 ${M.top + ih / 2})`, "text-anchor": "middle" }, "Cost (USD)"));
+      root.append(svg("text", { class: "axis", x: W - 12, y: M.top + ih / 2, transform: `rotate(90 ${W - 12} ${M.top + ih / 2})`, "text-anchor": "middle" }, "Tokens"));
+    }
 
     // The same numbers as a table, for screen readers and anyone who wants the figures.
     const rows = buckets.filter((b) => b.cost || b.tokens || b.liveCost);

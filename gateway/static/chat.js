@@ -1,25 +1,52 @@
-// The chat page: WebSocket (or SSE) streaming, fallbacks shown in the answer, cost per answer, stop, resume.
+// The chat page: models and fallbacks, answers as they stream (fallbacks marked, cost shown), stop, the status
+// pill, keys. The transports are in chat-transport.js.
 "use strict";
 
 (() => {
   const { el, money, count } = Gateway;
   const $ = (id) => document.getElementById(id);
-  const STREAM_EVENTS = ["stream.started", "delta", "tool_call.delta", "fallback", "usage", "done", "error", "server.draining"];
-  const MAX_RETRIES = 8;
+
+  const NARROW = "(max-width: 860px)";
 
   let models = [];
   const history = []; // finished turns, sent with the next message
   let current = null; // the answer being streamed
-  let ws = null;
-  let wsOpening = null;
   let counter = 0;
+  let outcome = { state: "idle", text: "" }; // how the last answer ended, until the next one starts
+  const transport = ChatTransport.create({
+    active: () => current,
+    apply: (a, ev) => apply(a, ev),
+    fail: (a, code, message) => fail(a, code, message),
+    phase: (a, name) => phase(a, name),
+    changed: () => showConn(),
+  });
 
   // -- connection status -------------------------------------------------------------------
+  // One pill, derived from what is true now: who is signed in, the answer streaming (and over what), how the
+  // last one ended, and whether a socket is open.
 
-  function setConn(state, text) {
+  function showConn() {
     const pill = $("conn");
+    const a = current;
+    let state;
+    let text;
+    if (GatewayAuth.current().kind === "none") [state, text] = ["signed-out", "Not signed in"];
+    else if (a && !a.finished) {
+      const over = a.transport === "ws" ? "WebSocket" : "SSE";
+      if (a.phase === "reconnecting") [state, text] = ["reconnecting", "Reconnecting… (" + over + ")"];
+      else if (a.phase === "draining") [state, text] = ["reconnecting", "Server restarting…"];
+      else if (a.phase === "streaming") [state, text] = ["streaming", "Streaming · " + over];
+      else [state, text] = ["connecting", "Connecting… (" + over + ")"];
+    } else if (outcome.state !== "idle") [state, text] = [outcome.state, outcome.text];
+    else if (transport.socketOpen()) [state, text] = ["connected", "Connected · WebSocket"];
+    else [state, text] = ["idle", "Ready"];
     pill.dataset.state = state;
     pill.textContent = text;
+  }
+
+  function phase(a, name) {
+    a.phase = name;
+    showConn();
   }
 
   // -- models and fallbacks ----------------------------------------------------------------
@@ -45,6 +72,7 @@
     const pick = usable.find((m) => m.id === previous) || usable.find((m) => m.id === "mock") || usable[0];
     if (pick) select.value = pick.id;
     renderFallbacks();
+    GatewayKeys.setModels(models);
   }
 
   function renderFallbacks() {
@@ -73,10 +101,17 @@
       })
     );
     if (!others.length) list.replaceChildren(el("li", { class: "hint" }, "No other model available"));
+    summarize();
   }
 
   function chosenFallbacks() {
     return [...$("fallbacks").querySelectorAll("input:checked")].map((i) => i.value);
+  }
+
+  // What the folded settings say when closed (on a phone): the chain that will answer.
+  function summarize() {
+    const model = $("model").value;
+    $("settings-summary").textContent = model ? [model, ...chosenFallbacks()].join(" → ") : "";
   }
 
   // -- rendering an answer -----------------------------------------------------------------
@@ -96,7 +131,7 @@
     return {
       id, transport, box, textEl: text, metaEl: meta, node,
       streamId: null, lastSeq: 0, text: "", segments: [], finished: false, retries: 0, es: null, abort: null,
-      tools: new Map(),
+      tools: new Map(), phase: "connecting",
     };
   }
 
@@ -109,7 +144,7 @@
     a.metaEl.replaceChildren(...parts.filter(Boolean));
   }
 
-  function finish(a, state) {
+  function finish(a, state, code) {
     a.finished = true;
     a.box.dataset.state = state;
     a.box.removeAttribute("aria-busy");
@@ -118,13 +153,23 @@
       current = null;
       $("stop").disabled = true;
       $("send").disabled = false;
+      outcome = state === "stopped" ? { state, text: "Stopped" }
+        : state === "error" ? { state, text: "Error" + (code ? " · " + code : "") }
+        : { state: "idle", text: "" };
+      showConn();
     }
   }
 
   function fail(a, code, message) {
     if (a.finished) return;
     setMeta(a, [el("span", { class: "error" }, message + (code ? " (" + code + ")" : ""))]);
-    finish(a, "error");
+    finish(a, "error", code);
+  }
+
+  // The chain an answer took, each model once: a failed one with its reason; a stopped one plainly (the
+  // answer's own "cancelled" says why it ended).
+  function pathOf(segments) {
+    return segments.map((s) => s.model + (s.status === "ok" || s.status === "cancelled" ? "" : " ✕ " + (s.reason || s.status))).join(" → ");
   }
 
   // A tool call arrives in pieces: the first names the function, the rest add to its JSON arguments.
@@ -153,6 +198,7 @@
     a.lastSeq = ev.seq;
     a.streamId = ev.stream_id;
     a.box.dataset.streamId = ev.stream_id;
+    if (a.phase !== "streaming") phase(a, "streaming");
     switch (ev.type) {
       case "stream.started":
         a.box.dataset.model = ev.model;
@@ -189,7 +235,7 @@
         a.segments.push(ev);
         break;
       case "done": {
-        const path = ev.segments.map((s) => s.model + (s.status === "ok" ? "" : " ✕ " + (s.reason || s.status))).join(" → ");
+        const path = pathOf(ev.segments);
         setMeta(a, [
           el("span", { class: "cost", title: "what this answer cost" + (ev.usage.estimated ? " (partly estimated)" : "") },
             money(ev.cost_usd) + (ev.usage.estimated ? " (est.)" : "")),
@@ -207,210 +253,12 @@
         fail(a, ev.code, ev.message);
         break;
       case "server.draining":
-        setConn("reconnecting", "Server restarting");
+        phase(a, "draining");
         break;
       default:
         break;
     }
     scrollDown();
-  }
-
-  // -- WebSocket transport -------------------------------------------------------------------
-
-  function wsUrl() {
-    return (location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/v1/ws";
-  }
-
-  async function openSocket() {
-    if (ws && ws.readyState === WebSocket.OPEN) return ws;
-    if (wsOpening) return wsOpening;
-    wsOpening = (async () => {
-      setConn("connecting", "Connecting…");
-      let ticket = null;
-      try {
-        ticket = await Gateway.ticket();
-      } catch (e) {
-        if (e.status === 401 || e.status === 403) throw e;
-      }
-      // A ticket in the URL where the gateway has them; else the token as a subprotocol.
-      const sock = ticket
-        ? new WebSocket(wsUrl() + "?batch=1&ticket=" + encodeURIComponent(ticket))
-        : new WebSocket(wsUrl() + "?batch=1", ["bearer", Gateway.token()]);
-      await new Promise((resolve, reject) => {
-        sock.onopen = resolve;
-        sock.onerror = () => reject(new Error("could not connect"));
-        sock.onclose = (e) => reject(new Error("closed: " + (e.reason || e.code)));
-      });
-      sock.onmessage = (m) => {
-        const msg = JSON.parse(m.data);
-        for (const f of Array.isArray(msg) ? msg : [msg]) onFrame(f); // ?batch=1: events that came together
-      };
-      sock.onclose = (e) => onSocketClosed(sock, e);
-      sock.onerror = null;
-      ws = sock;
-      setConn("connected", "Connected");
-      return sock;
-    })();
-    try {
-      return await wsOpening;
-    } finally {
-      wsOpening = null;
-    }
-  }
-
-  function onFrame(f) {
-    const a = current;
-    if (f.type === "pong" || !a || a.transport !== "ws") return;
-    if (f.id !== a.id) return;
-    if (!f.stream_id && f.type === "error") {
-      fail(a, f.code, f.message); // the start (or a resume) was refused
-      return;
-    }
-    apply(a, f);
-  }
-
-  function onSocketClosed(sock, e) {
-    if (ws === sock) ws = null;
-    if (e.code === 4401) {
-      setConn("signed-out", "Sign-in refused");
-      if (current && current.transport === "ws") fail(current, e.reason, "the gateway refused the token");
-      return;
-    }
-    if (current && current.transport === "ws" && !current.finished) {
-      resumeSocket(current);
-    } else {
-      setConn("offline", "Disconnected");
-    }
-  }
-
-  async function resumeSocket(a) {
-    while (!a.finished) {
-      if (a.retries >= MAX_RETRIES) {
-        fail(a, null, "lost the connection");
-        return;
-      }
-      setConn("reconnecting", "Reconnecting…");
-      await Gateway.sleep(Gateway.backoff(a.retries++));
-      try {
-        const sock = await openSocket();
-        if (!a.streamId) {
-          fail(a, null, "the connection dropped before the answer started");
-          return;
-        }
-        sock.send(JSON.stringify({ type: "chat.resume", id: a.id, stream_id: a.streamId, last_seq: a.lastSeq }));
-        a.retries = 0;
-        setConn("connected", "Resumed");
-        return;
-      } catch (e) {
-        if (e.status === 401) {
-          fail(a, "missing_token", "sign in again");
-          return;
-        }
-      }
-    }
-  }
-
-  async function startOverSocket(a, body) {
-    try {
-      const sock = await openSocket();
-      sock.send(JSON.stringify(Object.assign({ type: "chat.start", id: a.id }, body)));
-    } catch (e) {
-      fail(a, e.code, e.status === 401 ? "sign in first" : "could not connect: " + e.message);
-    }
-  }
-
-  // -- SSE transport ---------------------------------------------------------------------------
-
-  async function startOverSSE(a, body) {
-    a.abort = new AbortController();
-    let resp;
-    try {
-      resp = await fetch("/v1/chat/stream", {
-        method: "POST",
-        headers: { authorization: "Bearer " + Gateway.token(), "content-type": "application/json", "x-client-id": a.id },
-        body: JSON.stringify(body),
-        signal: a.abort.signal,
-      });
-    } catch (e) {
-      fail(a, null, "could not reach the gateway");
-      return;
-    }
-    if (!resp.ok) {
-      let err = {};
-      try {
-        err = (await resp.json()).error || {};
-      } catch (_) {
-        /* not JSON */
-      }
-      fail(a, err.code, err.message || resp.statusText);
-      return;
-    }
-    a.streamId = resp.headers.get("x-stream-id");
-    setConn("connected", "Streaming");
-    try {
-      await Gateway.readEvents(resp.body, (_name, data) => apply(a, data));
-    } catch (_) {
-      /* the connection broke: resume below */
-    }
-    if (!a.finished) resumeOverEventSource(a);
-  }
-
-  // Resume with a fresh EventSource: a new ticket each time (tickets are single use), from the last seq seen.
-  async function resumeOverEventSource(a) {
-    if (a.finished) return;
-    if (a.retries >= MAX_RETRIES || !a.streamId) {
-      fail(a, null, "lost the connection");
-      return;
-    }
-    setConn("reconnecting", "Reconnecting…");
-    await Gateway.sleep(Gateway.backoff(a.retries++));
-    if (a.finished) return;
-    let ticket;
-    try {
-      ticket = await Gateway.ticket();
-    } catch (e) {
-      if (e.status === 401) return fail(a, e.code, "sign in again");
-      return resumeOverEventSource(a);
-    }
-    if (!ticket) return resumeOverFetch(a);
-    const url = "/v1/streams/" + encodeURIComponent(a.streamId) + "/events?after=" + a.lastSeq + "&ticket=" + encodeURIComponent(ticket);
-    const es = new EventSource(url);
-    a.es = es;
-    es.onopen = () => {
-      a.retries = 0;
-      setConn("connected", "Resumed");
-    };
-    for (const name of STREAM_EVENTS) {
-      // "error" is also the name of EventSource's own connection-error event, which carries no data
-      es.addEventListener(name, (m) => typeof m.data === "string" && apply(a, JSON.parse(m.data)));
-    }
-    es.onerror = () => {
-      // The browser would retry with the same (now used) ticket: take over with a new one.
-      es.close();
-      if (a.es === es) a.es = null;
-      if (!a.finished) resumeOverEventSource(a);
-    };
-  }
-
-  // Gateways without tickets: resume over fetch, which can send the header and Last-Event-ID.
-  async function resumeOverFetch(a) {
-    try {
-      const resp = await fetch("/v1/streams/" + encodeURIComponent(a.streamId) + "/events", {
-        headers: { authorization: "Bearer " + Gateway.token(), "last-event-id": a.streamId + ":" + a.lastSeq },
-      });
-      if (resp.status === 404 || resp.status === 410) {
-        const err = (await resp.json()).error || {};
-        return fail(a, err.code, err.message);
-      }
-      if (resp.ok) {
-        a.retries = 0;
-        setConn("connected", "Resumed");
-        await Gateway.readEvents(resp.body, (_n, data) => apply(a, data));
-      }
-    } catch (_) {
-      /* broke again */
-    }
-    if (!a.finished) resumeOverEventSource(a);
   }
 
   // -- sending and stopping ----------------------------------------------------------------------
@@ -428,51 +276,66 @@
     $("prompt").value = "";
     addUserMessage(prompt);
     history.push({ role: "user", content: prompt });
-    const transport = document.querySelector('input[name="transport"]:checked').value;
-    const a = newAnswer("c" + Date.now().toString(36) + (++counter), transport);
+    const over = document.querySelector('input[name="transport"]:checked').value;
+    const a = newAnswer("c" + Date.now().toString(36) + (++counter), over);
     current = a;
+    outcome = { state: "idle", text: "" };
+    showConn();
     $("stop").disabled = false;
     $("send").disabled = true;
     const body = { model, fallbacks: chosenFallbacks(), messages: history.slice() };
     const max = parseInt($("max-tokens").value, 10);
     if (max > 0) body.max_tokens = max;
     scrollDown();
-    if (transport === "ws") startOverSocket(a, body);
-    else startOverSSE(a, body);
+    transport.start(a, body);
   }
 
   async function stop() {
     const a = current;
     if (!a || a.finished) return;
     $("stop").disabled = true;
-    if (a.transport === "ws" && ws && ws.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify({ type: "chat.cancel", id: a.id }));
-      return;
-    }
-    if (a.streamId) {
-      try {
-        await Gateway.api("/v1/streams/" + encodeURIComponent(a.streamId) + "/cancel", { method: "POST" });
-      } catch (_) {
-        /* it may have finished meanwhile */
-      }
-    } else if (a.abort) {
-      a.abort.abort();
-      fail(a, null, "stopped");
-    }
+    await transport.stop(a);
   }
 
-  function init() {
-    Gateway.mountSignIn(() => {
-      if (ws) ws.close();
-      loadModels();
-    });
+  // -- signing in, keys, layout --------------------------------------------------------------------
+
+  function onSignedIn(who, newUser) {
+    if (!newUser) {
+      transport.reauth(who.token); // the same session, refreshed
+      return;
+    }
+    transport.reset();
+    showConn();
+    loadModels();
+    GatewayKeys.refresh();
+  }
+
+  function openKeysIfAsked() {
+    if (location.hash !== "#keys") return;
+    $("keys").open = true;
+    $("keys").scrollIntoView({ block: "start" });
+  }
+
+  async function init() {
+    // On a phone the settings start folded, so the conversation and the composer have the screen.
+    if (window.matchMedia(NARROW).matches) {
+      $("settings").open = false;
+      $("prompt").placeholder = "Message";
+    }
+    GatewayKeys.mount($("key-list"), loadModels);
+    await GatewaySignIn.mount(onSignedIn);
     $("composer").addEventListener("submit", send);
     $("stop").addEventListener("click", stop);
     $("model").addEventListener("change", renderFallbacks);
+    $("fallbacks").addEventListener("change", summarize);
     $("prompt").addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey && !e.isComposing) send(e);
     });
+    window.addEventListener("hashchange", openKeysIfAsked);
+    openKeysIfAsked();
+    showConn();
     loadModels();
+    GatewayKeys.refresh();
   }
 
   document.addEventListener("DOMContentLoaded", init);

@@ -1,40 +1,7 @@
-// Shared by the chat page and the dashboard: the token, authenticated fetches, tickets, formatting, DOM helpers.
+// Shared by the chat page and the dashboard: authenticated fetches, tickets, SSE over fetch, formatting, DOM helpers.
 "use strict";
 
 const Gateway = (() => {
-  const KEY = "gateway.token";
-
-  function devToken() {
-    const meta = document.querySelector('meta[name="gateway-dev-token"]');
-    return meta ? meta.getAttribute("content") || "" : "";
-  }
-
-  function token() {
-    return localStorage.getItem(KEY) || devToken();
-  }
-
-  function tokenSource() {
-    if (localStorage.getItem(KEY)) return "saved";
-    return devToken() ? "development" : "none";
-  }
-
-  function setToken(value) {
-    const v = (value || "").trim();
-    if (v) localStorage.setItem(KEY, v);
-    else localStorage.removeItem(KEY);
-  }
-
-  // What the token says about its user, for display only: the server verifies it on every request.
-  function claims() {
-    const t = token();
-    try {
-      const part = t.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-      return JSON.parse(atob(part + "=".repeat((4 - (part.length % 4)) % 4)));
-    } catch (_) {
-      return null;
-    }
-  }
-
   class ApiError extends Error {
     constructor(status, code, message) {
       super(message);
@@ -54,20 +21,37 @@ const Gateway = (() => {
     return new ApiError(resp.status, err.code || "http_" + resp.status, err.message || resp.statusText);
   }
 
-  async function api(path, options = {}) {
-    const headers = Object.assign({ authorization: "Bearer " + token() }, options.headers || {});
+  // fetch with the current token. A refused token is reported to GatewayAuth (which refreshes an expired
+  // session, or forgets the token with the gateway's reason); the request is sent once more after a refresh.
+  // Resolves to the Response when it is ok, else rejects with an ApiError.
+  async function authFetch(path, options = {}, again = true) {
+    const token = await GatewayAuth.bearer();
+    if (!token) throw new ApiError(401, "missing_token", "sign in first");
+    const headers = Object.assign({ authorization: "Bearer " + token }, options.headers || {});
     const resp = await fetch(path, Object.assign({}, options, { headers }));
-    if (!resp.ok) throw await failure(resp);
-    return resp.json();
+    if (resp.ok) return resp;
+    const err = await failure(resp);
+    if (again && (await GatewayAuth.refused(err.code, err.message, token))) return authFetch(path, options, false);
+    throw err;
+  }
+
+  async function api(path, options = {}) {
+    return (await authFetch(path, options)).json();
+  }
+
+  function token() {
+    return GatewayAuth.current().token;
   }
 
   // A single-use ticket for EventSource and WebSocket URLs (they cannot send headers).
   // Null when this gateway has no ticket endpoint.
   async function ticket() {
-    const resp = await fetch("/v1/tickets", { method: "POST", headers: { authorization: "Bearer " + token() } });
-    if (resp.status === 404 || resp.status === 405) return null;
-    if (!resp.ok) throw await failure(resp);
-    return (await resp.json()).ticket;
+    try {
+      return (await api("/v1/tickets", { method: "POST" })).ticket;
+    } catch (e) {
+      if (e.status === 404 || e.status === 405) return null;
+      throw e;
+    }
   }
 
   // Server-sent events over fetch (used where a header is needed); calls onEvent(name, data, id).
@@ -141,40 +125,5 @@ const Gateway = (() => {
     return Math.min(5000, 250 * 2 ** attempt) * (0.75 + Math.random() * 0.5);
   }
 
-  // The sign-in box in the top bar, the same on both pages.
-  function mountSignIn(onChange) {
-    const form = document.getElementById("signin");
-    const input = document.getElementById("token");
-    const who = document.getElementById("who");
-    const out = document.getElementById("signout");
-    function show() {
-      const c = claims();
-      const src = tokenSource();
-      if (src === "none" || !c) {
-        who.textContent = "Not signed in";
-        who.dataset.state = "signed-out";
-      } else {
-        who.textContent = (c.email || c.sub || "signed in") + (src === "development" ? " (development token)" : "");
-        who.dataset.state = "connected";
-      }
-      out.hidden = tokenSource() !== "saved";
-      input.value = "";
-      input.placeholder = src === "none" ? "Paste your access token" : "Switch token";
-    }
-    form.addEventListener("submit", (e) => {
-      e.preventDefault();
-      if (!input.value.trim()) return;
-      setToken(input.value);
-      show();
-      onChange();
-    });
-    out.addEventListener("click", () => {
-      setToken("");
-      show();
-      onChange();
-    });
-    show();
-  }
-
-  return { token, setToken, claims, api, ticket, readEvents, money, count, compact, el, sleep, backoff, mountSignIn, ApiError };
+  return { token, api, authFetch, ticket, readEvents, money, count, compact, el, sleep, backoff, ApiError };
 })();

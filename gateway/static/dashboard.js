@@ -3,11 +3,10 @@
 "use strict";
 
 (() => {
-  const { el, money, count, compact } = Gateway;
+  const { money, count, compact } = Gateway;
   const $ = (id) => document.getElementById(id);
   const HOUR_BUCKETS = 60;
   const RECENT_KEEP = 200;
-  const RECENT_SHOW = 15;
   const STALE_RUNNING_MS = 120000;
 
   const state = {
@@ -209,12 +208,12 @@
     const ctrl = new AbortController();
     source = ctrl;
     try {
-      const resp = await fetch("/v1/usage/stream" + scope("?"), { headers: { authorization: "Bearer " + Gateway.token() }, signal: ctrl.signal });
-      if (!resp.ok) return resp.status === 401 ? setLive("signed-out", "Sign-in refused") : retryLive();
+      const resp = await Gateway.authFetch("/v1/usage/stream" + scope("?"), { signal: ctrl.signal });
       opened();
       await Gateway.readEvents(resp.body, (_n, data) => onEvent(data));
-    } catch (_) {
-      /* dropped */
+    } catch (e) {
+      if (e instanceof Gateway.ApiError && (e.status === 401 || e.status === 403)) return setLive("signed-out", "Sign-in refused");
+      /* dropped: reconnect below */
     }
     if (source === ctrl) retryLive();
   }
@@ -225,8 +224,8 @@
     renderCards();
     renderRunning();
     renderChart();
-    renderTables();
-    renderRecent();
+    DashboardTables.renderTotals(state.usage);
+    DashboardTables.renderRecent(state.running, state.recent, allUsers());
   }
 
   function renderCards() {
@@ -278,7 +277,7 @@
     $("c-running-sub").textContent = state.running.size
       ? `${state.running.size} stream${state.running.size > 1 ? "s" : ""} running (estimated)`
       : "no stream running";
-    renderRecent();
+    DashboardTables.renderRecent(state.running, state.recent, allUsers());
   }
 
   function renderChart() {
@@ -299,7 +298,7 @@
       const total = u ? u.totals.cost : 0;
       SpendChart.render(box, {
         buckets, money, compact, labelEvery: Math.max(1, Math.ceil(buckets.length / 10)),
-        title: "Cost and tokens by day",
+        title: "Cost and tokens by day, " + rangeName().toLowerCase(),
         description: `${money(total)} over ${buckets.length} days, ${count(u ? u.totals.streams : 0)} streams.`,
       });
       return;
@@ -334,109 +333,49 @@
     });
   }
 
-  function shareBar(part, whole) {
-    const bar = el("span", { class: "share", "aria-hidden": "true" });
-    bar.style.width = (whole > 0 ? Math.max(2, (part / whole) * 60) : 0).toFixed(1) + "px";
-    return bar;
-  }
-
-  function renderTables() {
-    const u = state.usage;
-    if (!u) return;
-    const whole = u.by_model.reduce((s, m) => s + m.cost, 0);
-    $("by-model").replaceChildren(
-      ...(u.by_model.length
-        ? u.by_model.map((m) =>
-            el("tr", { "data-model": m.model },
-              el("th", { scope: "row" }, shareBar(m.cost, whole), m.model),
-              el("td", {}, m.provider),
-              el("td", { class: "num" }, count(m.streams)),
-              el("td", { class: "num" }, `${compact(m.input_tokens)} / ${compact(m.output_tokens)}`),
-              el("td", { class: "num" }, money(m.cost)))
-          )
-        : [el("tr", {}, el("td", { colspan: 5, class: "hint" }, "No spend in this range yet."))])
-    );
-    const pw = u.by_provider.reduce((s, p) => s + p.cost, 0);
-    $("by-provider").replaceChildren(
-      ...(u.by_provider.length
-        ? u.by_provider.map((p) =>
-            el("tr", { "data-provider": p.provider },
-              el("th", { scope: "row" }, shareBar(p.cost, pw), p.provider),
-              el("td", { class: "num" }, count(p.streams)),
-              el("td", { class: "num" }, `${compact(p.input_tokens)} / ${compact(p.output_tokens)}`),
-              el("td", { class: "num" }, money(p.cost)))
-          )
-        : [el("tr", {}, el("td", { colspan: 4, class: "hint" }, "No spend in this range yet."))])
-    );
-  }
-
-  function segmentChips(segs) {
-    const box = el("span", { class: "segments" });
-    segs.forEach((s, i) => {
-      if (i) box.append(el("span", { class: "seg-arrow", "aria-label": "fell back to" }, "→"));
-      const ok = s.status === "ok";
-      box.append(
-        el("span", {
-          class: "seg", "data-status": s.status,
-          title: `${s.provider}/${s.model}: ${s.status}${s.reason ? " (" + s.reason + ")" : ""}, ${money(s.cost_usd)}${s.estimated ? " estimated" : ""}`,
-        }, s.model + (ok ? " ✓" : " ✕ " + (s.reason || s.status)))
-      );
-    });
-    return box;
-  }
-
-  function renderRecent() {
-    const rows = [];
-    for (const [id, r] of state.running) {
-      rows.push(
-        el("tr", { class: "running-row", "data-stream-id": id, "data-running": "true" },
-          el("td", {}, "now"),
-          el("td", {}, r.model),
-          el("td", {}, "streaming…"),
-          el("td", { class: "num" }, `– / ${compact(r.tokens)}`),
-          el("td", { class: "num" }, money(r.cost) + " (est.)"),
-          el("td", {}, el("span", { class: "status" }, "running")))
-      );
-    }
-    for (const r of state.recent.slice(0, RECENT_SHOW)) {
-      rows.push(
-        el("tr", { "data-stream-id": r.stream_id, "data-user-id": r.user_id || "" },
-          el("td", { title: r.started_at + (allUsers() && r.user_id ? " · user " + r.user_id : "") }, new Date(r.started_at).toLocaleTimeString("en-GB")),
-          el("td", {}, r.requested_model),
-          el("td", {}, segmentChips(r.segments || [])),
-          el("td", { class: "num" }, `${compact(r.input_tokens)} / ${compact(r.output_tokens)}`),
-          el("td", { class: "num" }, money(r.cost_usd) + (r.estimated ? " (est.)" : "")),
-          el("td", {}, el("span", { class: "status", "data-status": r.status }, r.status)))
-      );
-    }
-    if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 6, class: "hint" }, "No streams yet: chat on the chat page and watch them arrive.")));
-    $("recent").replaceChildren(...rows);
-  }
-
   function showScope() {
-    const c = Gateway.claims();
-    $("all-users-field").hidden = !(c && c.role === "service_role");
+    $("all-users-field").hidden = GatewayAuth.current().role !== "service_role";
   }
 
-  function init() {
-    showScope();
-    Gateway.mountSignIn(() => {
+  // The range's name, wherever a window is labelled: the day chart's switch says the same as the picker.
+  function rangeName() {
+    const picked = $("range").selectedOptions[0];
+    return picked ? picked.textContent : "The range";
+  }
+
+  function showRange() {
+    $("scale-days").textContent = rangeName() + ", per day";
+  }
+
+  async function init() {
+    await GatewaySignIn.mount((_who, newUser) => {
+      if (!newUser) return; // the same session, refreshed: the live feed carries on
       showScope();
       state.running.clear();
       load();
       goLive();
     });
+    showScope();
+    showRange();
     $("all-users").addEventListener("change", () => {
       state.running.clear(); // whose streams are running changes with the scope
       load();
       goLive();
     });
-    $("range").addEventListener("change", load);
+    $("range").addEventListener("change", () => {
+      showRange();
+      load();
+    });
     for (const r of document.querySelectorAll('input[name="scale"]')) r.addEventListener("change", renderChart);
     setInterval(() => {
       renderRunning();
       renderChart(); // the last-hour window slides
     }, 15000);
+    let resized = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resized);
+      resized = setTimeout(renderChart, 150); // the chart is drawn at its box's width
+    });
     load();
     goLive();
   }

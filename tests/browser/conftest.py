@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,7 +12,8 @@ import pytest
 
 from tests.conftest import service_unavailable
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium (no browser download works here); GATEWAY_TEST_CHROMIUM points at another build.
+CHROMIUM = os.environ.get("GATEWAY_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -57,8 +59,8 @@ async def new_page(browser: Any, live_factory: Any) -> AsyncIterator[Any]:
     connections would otherwise hold up the servers' shutdown)."""
     contexts: list[Any] = []
 
-    async def open_page(url: str, csp_errors: list[str]) -> Any:
-        ctx = await browser.new_context(viewport={"width": 1280, "height": 860})
+    async def open_page(url: str, csp_errors: list[str], width: int = 1280, height: int = 860) -> Any:
+        ctx = await browser.new_context(viewport={"width": width, "height": height})
         contexts.append(ctx)
         page = await ctx.new_page()
         page.set_default_timeout(20_000)
@@ -73,3 +75,9 @@ async def new_page(browser: Any, live_factory: Any) -> AsyncIterator[Any]:
     finally:
         for ctx in contexts:
             await ctx.close()
+
+
+async def assert_no_horizontal_overflow(page: Any) -> None:
+    """Nothing sticks out sideways: the document is no wider than the window (no horizontal scroll)."""
+    width, inner = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width <= inner, f"{page.url} is {width} px wide in a {inner} px window"

@@ -64,3 +64,29 @@ async def test_production_pages_never_carry_a_token(tmp_path: Path) -> None:
             assert r.status_code == 200
             assert "gateway-dev-token" not in r.text and "<!--dev-token-->" not in r.text
             check_security_headers(r.headers)
+
+
+async def test_pages_carry_the_supabase_sign_in_config_and_allow_its_origin(live_factory: Any) -> None:
+    # Both public by design: the project URL and its publishable (anon) key. Nothing else of the project.
+    live: Live = await live_factory(
+        supabase_url="https://project-ref.supabase.co",
+        supabase_anon_key="sb_publishable_abc123",
+        supabase_service_role_key="sb_secret_never-in-a-page",
+    )
+    async with httpx.AsyncClient(base_url=live.url) as c:
+        for path in ("/", "/dashboard"):
+            r = await c.get(path)
+            assert '<meta name="gateway-supabase-url" content="https://project-ref.supabase.co">' in r.text
+            assert '<meta name="gateway-supabase-anon-key" content="sb_publishable_abc123">' in r.text
+            assert "<!--auth-config-->" not in r.text and "sb_secret" not in r.text
+            check_security_headers(r.headers)
+            connect = next(d for d in r.headers["content-security-policy"].split(";") if "connect-src" in d)
+            assert connect.split()[1:3] == ["'self'", f"ws://{live.url.split('://')[1]}"]
+            assert connect.split()[-1] == "https://project-ref.supabase.co"
+
+
+async def test_without_an_anon_key_the_pages_have_no_sign_in_config(live: Live) -> None:
+    async with httpx.AsyncClient(base_url=live.url) as c:
+        r = await c.get("/")
+    assert "gateway-supabase" not in r.text and "<!--auth-config-->" not in r.text
+    assert "supabase" not in r.headers["content-security-policy"]

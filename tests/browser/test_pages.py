@@ -215,6 +215,7 @@ async def test_dashboard_all_users_switch_for_a_service_role_token(new_page: Any
         await expect(page.locator("#c-streams")).to_have_text("1")
         await expect(page.locator("#all-users-field")).to_be_hidden()
         # the operator signs in with a service-role token: the switch shows; by default their own (none)
+        await page.click("#who")  # the account dialog, where a token can be pasted
         await page.fill("#token", service)
         await page.press("#token", "Enter")
         await expect(page.locator("#all-users-field")).to_be_visible()

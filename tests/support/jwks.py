@@ -161,6 +161,11 @@ class IdentityProvider:
         return web.json_response(self.document(), headers={"cache-control": "public, max-age=600"})
 
 
+def add_jwks_route(app: web.Application, idp: IdentityProvider) -> None:
+    """Serve `idp`'s JWKS where a Supabase project publishes it."""
+    app.router.add_get("/auth/v1/.well-known/jwks.json", idp._jwks)
+
+
 @asynccontextmanager
 async def identity_provider(*algs: str) -> AsyncIterator[IdentityProvider]:
     """Run the JWKS endpoint on a loopback port with one published key per alg (ES256 by default)."""
@@ -168,7 +173,7 @@ async def identity_provider(*algs: str) -> AsyncIterator[IdentityProvider]:
     for alg in algs or ("ES256",):
         idp.add_key(alg)
     app = web.Application()
-    app.router.add_get("/auth/v1/.well-known/jwks.json", idp._jwks)
+    add_jwks_route(app, idp)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", idp.port)

@@ -7,13 +7,21 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIM = ROOT / "tests" / "sql" / "supabase_shim.sql"
 MIGRATIONS = sorted((ROOT / "supabase" / "migrations").glob("*.sql"))
+# A superuser connection to a database the tests may create others from (GATEWAY_TEST_PG_DSN overrides it).
 ADMIN_DSN = os.environ.get("GATEWAY_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def address() -> tuple[str, int]:
+    """Host and port of the test server, for a proxy in front of it."""
+    parts = urlsplit(ADMIN_DSN)
+    return parts.hostname or "127.0.0.1", parts.port or 5432
 
 
 def dsn_for(database: str, admin_dsn: str = ADMIN_DSN) -> str:

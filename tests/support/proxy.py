@@ -7,6 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit
+
+
+def via_local_port(url: str, port: int) -> str:
+    """`url` (a database or Redis URL) with its host and port replaced by a local proxy's."""
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    return parts._replace(netloc=(f"{user}@" if user else "") + f"127.0.0.1:{port}").geturl()
 
 
 class TcpProxy:
