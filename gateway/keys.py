@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from gateway.crypto import CryptoError, KeyRing, mask
 from gateway.stores.base import KeyInfo, Store, StoredSecret, StoreUnavailable
 from providers.base import Credential
-from sessions.manager import SessionError
+from sessions.errors import fail
 
 log = logging.getLogger("gateway.keys")
 
@@ -79,12 +79,7 @@ class UserKeyResolver:
         if cred is None:
             cred = await self._fallback.credential(provider)
             if cred is None and self._store_error is not None:
-                raise SessionError(
-                    "keys_unavailable",
-                    "your stored keys cannot be read right now; try again shortly",
-                    status=503,
-                    retryable=True,
-                )
+                raise fail("keys_unavailable", "your stored keys cannot be read right now; try again shortly")
         self._creds[provider] = cred
         return cred
 

@@ -33,8 +33,8 @@ class Services:
     ledger: LedgerWriter
     sessions: SessionManager
     spend: SpendBus
+    budgets: StoreBudgetGuard
     dev_token: str | None = None
-    budgets: StoreBudgetGuard | None = None
     metrics: Metrics = field(default_factory=Metrics)
     tickets: TicketStore = field(default_factory=MemoryTicketStore)  # a shared store replaces it for several instances
     extras: dict[str, object] = field(default_factory=dict)

@@ -15,8 +15,9 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
+from sessions.errors import GatewayError
 from sessions.follow import FollowedStream
-from sessions.log import LogEntry, ResumeTooOld
+from sessions.log import LogEntry
 
 SSE_HEADERS: list[tuple[bytes, bytes]] = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -142,7 +143,7 @@ class EventStreamResponse(Response):
             try:
                 async for batch in self.stream.log.follow(self.after_seq):
                     await channel.write(encode_batch(sid, batch))
-            except ResumeTooOld as exc:
+            except GatewayError as exc:
                 # The reader fell behind the bounded log (or lost the shared copy): say so, without an `id:`,
                 # so a reconnect from the last event received is refused with 410 rather than skipping events.
                 await channel.write(error_event(self.stream, exc.code, str(exc)))

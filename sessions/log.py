@@ -13,18 +13,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
+from sessions.errors import resume_too_old
+
 
 @dataclass(slots=True, frozen=True)
 class LogEntry:
     seq: int
     name: str
     data: bytes  # the event as JSON
-
-
-class ResumeTooOld(Exception):
-    """The events after the client's cursor were already dropped from the bounded log."""
-
-    code = "resume_too_old"
 
 
 class EventLog(Protocol):
@@ -39,7 +35,7 @@ class EventLog(Protocol):
     def close(self) -> None: ...
 
     async def check_cursor(self, after_seq: int) -> None:
-        """Raise ResumeTooOld if events after `after_seq` were already dropped."""
+        """Raise `resume_too_old` if events after `after_seq` were already dropped."""
         ...
 
     def follow(self, after_seq: int = 0) -> AsyncIterator[list[LogEntry]]: ...
@@ -99,7 +95,7 @@ class MemoryEventLog:
             return []
         first = self._entries[0].seq if self._entries else self._next_seq
         if after_seq + 1 < first:
-            raise ResumeTooOld(f"events after seq {after_seq} are no longer kept (oldest kept is {first})")
+            raise resume_too_old(f"events after seq {after_seq} are no longer kept (oldest kept is {first})")
         start = after_seq + 1 - first
         return [self._entries[i] for i in range(start, len(self._entries))]
 

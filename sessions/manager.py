@@ -13,8 +13,9 @@ from providers.base import ChatRequest
 from providers.catalog import Catalog, ModelSpec, UnknownModel
 from providers.router import MidstreamPolicy, Router
 from sessions.allowance import Allowances
+from sessions.errors import GatewayError, fail, stream_not_found
 from sessions.follow import FollowedStream, LocalStream, RemoteStreams
-from sessions.limits import LimitExceeded, MemoryUserLimiter, UserLimiter
+from sessions.limits import MemoryUserLimiter, UserLimiter
 from sessions.log import EventLog, MemoryEventLog
 from sessions.ports import BudgetGuard, KeyDirectory, LedgerSink, NoBudget, NullSpend, SpendPublisher
 from sessions.stream import StreamSession
@@ -26,17 +27,6 @@ WATCH_POLL_S = 2.0
 
 # Builds a stream's event log from its stream id, user id and client id.
 LogFactory = Callable[[str, str, str | None], EventLog]
-
-
-class SessionError(Exception):
-    """A stream could not be started or found. `code` is stable and documented."""
-
-    def __init__(self, code: str, message: str, *, status: int = 400, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.retryable = retryable
 
 
 @dataclass(slots=True, frozen=True)
@@ -108,34 +98,32 @@ class SessionManager:
             rest = fallbacks if fallbacks is not None else first.fallbacks
             chain = [first, *(self.catalog.resolve(m) for m in rest)]
         except UnknownModel as exc:
-            raise SessionError("unknown_model", f"unknown model {exc.args[0]!r}", status=404) from None
+            raise fail("unknown_model", f"unknown model {exc.args[0]!r}") from None
         return list({m.id: m for m in chain}.values())  # drop repeats, keep order
 
     async def start(self, user_id: str, params: StartParams) -> StreamSession:
         if self.draining:
-            raise SessionError("draining", "the server is restarting; reconnect shortly", status=503, retryable=True)
+            raise fail("draining", "the server is restarting; reconnect shortly")
         chain = self.resolve_chain(params.model, params.fallbacks)
         resolver = await self.keys.resolver_for(user_id)
         usable = [m for m in chain if await resolver.credential(m.provider) is not None]
         if not usable:
-            raise SessionError(
-                "no_key",
-                f"no usable key for {chain[0].provider!r}: store one with PUT /v1/keys/{chain[0].provider}",
-                status=403,
+            raise fail(
+                "no_key", f"no usable key for {chain[0].provider!r}: store one with PUT /v1/keys/{chain[0].provider}"
             )
         if usable[0].id != chain[0].id and chain[0].provider not in {m.provider for m in usable}:
             log.info("chain shortened", extra={"user_id": user_id, "model": chain[0].id, "using": usable[0].id})
         remaining = await self.budget.remaining_usd(user_id)
         if remaining is not None and remaining <= 0:
-            raise SessionError("budget_exceeded", "your spend cap is reached", status=402)
+            raise fail("budget_exceeded", "your spend cap is reached")
         share = self._allowances.share(user_id, remaining) if remaining is not None else None
         try:
             await self.limiter.admit(user_id)
-        except LimitExceeded as exc:
+        except GatewayError as exc:
             if share is not None:
                 self._allowances.release(user_id)
             log.info("stream refused", extra={"user_id": user_id, "code": exc.code})
-            raise SessionError(exc.code, exc.message, status=429, retryable=True) from None
+            raise
         sid = new_stream_id()
         try:
             session = StreamSession(
@@ -172,7 +160,7 @@ class SessionManager:
         s = self._sessions.get(stream_id)
         # Another user's stream looks exactly like a missing one.
         if s is None or s.user_id != user_id:
-            raise SessionError("stream_not_found", "no such stream", status=404)
+            raise stream_not_found()
         return s
 
     async def find(self, stream_id: str, user_id: str) -> FollowedStream:
@@ -183,7 +171,7 @@ class SessionManager:
             if found is not None:
                 return found
         if s is None or s.user_id != user_id:
-            raise SessionError("stream_not_found", "no such stream", status=404)
+            raise stream_not_found()
         return LocalStream(s, self)
 
     def following(self, session: StreamSession) -> LocalStream:

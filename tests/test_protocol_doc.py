@@ -10,6 +10,8 @@ from typing import Any
 
 import websockets
 
+from gateway.errors import TABLE
+from sessions.errors import CODES, KINDS
 from tests.conftest import Live
 from tests.support.clients import user_msg
 
@@ -26,14 +28,25 @@ def documented_events() -> dict[str, set[str]]:
     return out
 
 
-def documented_codes() -> set[str]:
-    table = DOC.read_text().split("## Error codes", 1)[1].split("\n## ", 1)[0]
-    return {
-        c
-        for line in table.splitlines()
-        if line.startswith("| `")
-        for c in re.findall(r"`([a-z_]+)`", line.split("|")[1])
-    }
+def _tables(section: str) -> list[list[list[str]]]:
+    """The markdown tables of a section, as rows of cells (header and rule lines dropped)."""
+    body = DOC.read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    tables: list[list[list[str]]] = []
+    for block in re.split(r"\n\s*\n", body):
+        lines = [ln for ln in block.splitlines() if ln.startswith("|")]
+        if len(lines) > 2:
+            tables.append([[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]])
+    return tables
+
+
+def documented_codes() -> dict[str, str]:
+    """code -> kind, from the code table of "Errors"."""
+    out: dict[str, str] = {}
+    for cells in _tables("Errors")[1]:
+        kinds = re.findall(r"`([a-z_]+)`", cells[1])
+        for code in re.findall(r"`([a-z_]+)`", cells[0]):
+            out[code] = kinds[0]
+    return out
 
 
 async def _collect(ws: Any, cid: str) -> list[dict[str, Any]]:
@@ -74,11 +87,24 @@ async def test_emitted_events_match_the_documentation(live: Live) -> None:
 def test_error_codes_used_in_code_are_documented() -> None:
     root = DOC.parent.parent
     codes: set[str] = set()
-    pattern = re.compile(
-        r"""(?:SessionError|AuthError|InputTooLarge|error_response|self\.error)\(\s*(?:\d+,\s*)?"([a-z_]+)\""""
-    )
+    pattern = re.compile(r"""(?:\bfail|self\.error)\(\s*"([a-z_]+)\"""")
     for path in [*root.glob("gateway/**/*.py"), *root.glob("sessions/**/*.py")]:
         codes.update(pattern.findall(path.read_text()))
-    codes.update({"budget_exceeded", "all_models_failed"})
-    missing = codes - documented_codes()
-    assert not missing, f"codes not in docs/protocol.md: {sorted(missing)}"
+    codes.update({"budget_exceeded", "all_models_failed", "midstream_failed", "bad_request", "http_error"})
+    assert codes <= set(CODES), f"codes used but not in sessions.errors.CODES: {sorted(codes - set(CODES))}"
+    documented = documented_codes()
+    assert documented == CODES, (
+        f"docs/protocol.md and CODES differ: {sorted(set(documented.items()) ^ set(CODES.items()))}"
+    )
+
+
+def test_the_kind_table_is_the_one_the_edge_uses() -> None:
+    rows = {re.sub(r"`", "", c[0]): c for c in _tables("Errors")[0]}
+    assert set(rows) == set(KINDS) == set(TABLE)
+    for kind, row in TABLE.items():
+        status, close, openai_type = rows[kind][1], rows[kind][2], rows[kind][3].strip("`")
+        assert (int(status), None if close == "–" else int(close), openai_type) == (
+            row.status,
+            row.close,
+            row.openai,
+        ), kind

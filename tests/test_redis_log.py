@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.cluster.redis_log import LogKeys, RedisLogMirror, RemoteLog
-from sessions.log import ResumeTooOld
+from sessions.errors import GatewayError
 from tests.conftest import service_unavailable
 
 
@@ -66,8 +66,9 @@ async def test_trimmed_log_refuses_an_old_cursor(redis: Redis) -> None:
         log.append("delta", b"%d" % i)
     await mirror.flush()
     remote = RemoteLog(redis, keys, "st_2")
-    with pytest.raises(ResumeTooOld):
+    with pytest.raises(GatewayError) as too_old:
         await remote.check_cursor(1)
+    assert too_old.value.code == "resume_too_old"
     await remote.check_cursor(499)
     await mirror.aclose()
 
@@ -123,10 +124,11 @@ async def test_a_hole_in_the_shared_copy_is_reported_not_skipped(redis: Redis) -
         await redis.xadd(keys.log("st_5"), {"n": "delta", "d": b"%d" % seq}, id=f"{seq}-0")
     remote = RemoteLog(redis, keys, "st_5", block_ms=100)
     seen: list[int] = []
-    with pytest.raises(ResumeTooOld):
+    with pytest.raises(GatewayError) as hole:
         async for batch in remote.follow(0):
             seen += [e.seq for e in batch]
-    assert seen == [1, 2, 3]
-    with pytest.raises(ResumeTooOld):
+    assert seen == [1, 2, 3] and hole.value.code == "resume_too_old"
+    with pytest.raises(GatewayError) as after:
         async for _batch in RemoteLog(redis, keys, "st_5", block_ms=100).follow(3):
             raise AssertionError("events after a hole were delivered")
+    assert after.value.code == "resume_too_old"

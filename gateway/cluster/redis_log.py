@@ -27,13 +27,10 @@ from redis.exceptions import NoScriptError, RedisError
 
 from gateway.aio import cancel_and_wait, reraise_swallowed_cancel
 from gateway.cluster.health import RedisHealth
-from sessions.log import LogEntry, MemoryEventLog, ResumeTooOld
+from sessions.errors import resume_too_old
+from sessions.log import LogEntry, MemoryEventLog
 
 RETRY_S = 0.5  # between writes while Redis is unreachable
-
-
-class LogUnavailable(ResumeTooOld):
-    """The shared copy of a stream cannot be read (Redis unreachable for too long, or the stream expired)."""
 
 
 def _entry_id(raw: bytes | str) -> tuple[int, int]:
@@ -295,7 +292,7 @@ class RemoteLog:
     """Reads a stream that lives on another instance, from its Redis mirror.
 
     Redis errors while following are retried for `give_up_s`; a stream whose key stays gone for `missing_s`
-    (expired, or lost with a restarted Redis and not written again) ends the follow with `LogUnavailable`.
+    (expired, or lost with a restarted Redis and not written again) ends the follow with `resume_too_old`.
     """
 
     def __init__(
@@ -334,14 +331,14 @@ class RemoteLog:
         try:
             first: Any = await self.redis.xrange(self.key, "-", "+", count=1)  # redis-py's reply types are loose
         except (RedisError, OSError):
-            raise LogUnavailable("the stream's events cannot be read right now") from None
+            raise resume_too_old("the stream's events cannot be read right now") from None
         if not first:
-            raise ResumeTooOld("the stream's events are no longer kept")
+            raise resume_too_old("the stream's events are no longer kept")
         first_seq, part = _entry_id(first[0][0])
         if part == 1:
             first_seq += 1  # only the end marker is left
         if after_seq + 1 < first_seq:
-            raise ResumeTooOld(f"events after seq {after_seq} are no longer kept (oldest kept is {first_seq})")
+            raise resume_too_old(f"events after seq {after_seq} are no longer kept (oldest kept is {first_seq})")
 
     async def ended(self) -> bool:
         """Whether the stream's end is already in the log."""
@@ -361,7 +358,7 @@ class RemoteLog:
                 now = time.monotonic()
                 failing_since = failing_since or now
                 if now - failing_since >= self.give_up_s:
-                    raise LogUnavailable("the stream's events cannot be read right now") from None
+                    raise resume_too_old("the stream's events cannot be read right now") from None
                 await asyncio.sleep(RETRY_S)
                 continue
             reraise_swallowed_cancel()  # a client that went away must not keep this loop reading
@@ -370,7 +367,7 @@ class RemoteLog:
                 now = time.monotonic()
                 missing_since = missing_since or now
                 if now - missing_since >= self.missing_s:
-                    raise LogUnavailable("the stream's events are no longer kept")
+                    raise resume_too_old("the stream's events are no longer kept")
                 await asyncio.sleep(RETRY_S)
                 continue
             missing_since = None
@@ -392,7 +389,7 @@ class RemoteLog:
                 self._last_seq = cursor
                 yield batch
             if gap:
-                raise ResumeTooOld(f"events after seq {cursor} are no longer kept")
+                raise resume_too_old(f"events after seq {cursor} are no longer kept")
             if done:
                 self._closed = True
                 return

@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 from gateway.cluster.control import ClusterControl
 from gateway.cluster.health import RedisHealth
 from gateway.cluster.redis_log import LogKeys, RemoteLog
-from sessions.manager import SessionError
+from sessions.errors import stream_not_found
 
 
 class RemoteStream:
@@ -52,10 +52,10 @@ class RemoteStream:
             if await self._log.ended():
                 return False
         except (RedisError, OSError):
-            raise SessionError("stream_not_found", "no such stream", status=404) from None
+            raise stream_not_found() from None
         if not await self.control.request_cancel(self.instance, self.id, self.user_id):
             # The owner is gone (or Redis is): nothing here can stop it.
-            raise SessionError("stream_not_found", "no such stream", status=404)
+            raise stream_not_found()
         return True
 
 

@@ -15,24 +15,21 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from gateway.deps import CurrentUser, ServicesDep
-from gateway.errors import error_response
-from gateway.routes.streams import read_json_body
-from gateway.schemas import ChatBody, describe, to_start_params
+from gateway.deps import CurrentUser, JsonBody, ServicesDep
+from gateway.errors import error_response, openai_body, speaking
+from gateway.schemas import ChatBody, to_start_params
 from gateway.sse import SSE_HEADERS, SSEChannel, run_until_first, wait_disconnect
-from sessions.log import ResumeTooOld
+from sessions.errors import GatewayError, kind_of
 from sessions.manager import SessionManager
 from sessions.stream import StreamSession
 
-router = APIRouter(tags=["openai"])
+router = APIRouter(tags=["openai"], route_class=speaking("openai"))
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
-# Terminal errors of a stream that never answered, as HTTP statuses for the non-streaming reply.
-_ERROR_STATUS = {"budget_exceeded": 402, "bad_request": 400, "draining": 503, "midstream_failed": 502}
 
 
 class StreamOptions(BaseModel):
@@ -47,12 +44,6 @@ class CompletionBody(ChatBody):
     stream_options: StreamOptions | None = None
     max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     n: int = Field(1, ge=1, le=1)
-
-
-def _openai_error(status: int, code: str, message: str) -> Response:
-    kind = "invalid_request_error" if status < 500 else "server_error"
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
 
 class Translator:
@@ -220,12 +211,13 @@ class CompletionResponse(Response):
                         parts += (b"data: ", dumps(chunk), b"\n\n")
                 if parts:
                     await channel.write(b"".join(parts))
-        except ResumeTooOld as exc:  # the stream outran its bounded log before this reader caught up
+        except GatewayError as exc:  # the stream outran its bounded log before this reader caught up
             self.tr.error = {"code": exc.code, "message": str(exc)}
         tail: list[bytes] = []
         if self.tr.error is not None:
             # The official clients raise an APIError on a chunk with an `error` key.
-            err = {"error": {**self.tr.error, "type": "server_error", "param": None}}
+            code = self.tr.error["code"]
+            err = openai_body(GatewayError(kind_of(code), code, self.tr.error["message"]))
             tail += (b"data: ", dumps(err), b"\n\n")
         elif self.include_usage:
             usage = {**self.tr.chunk({}), "choices": [], "usage": self.tr.usage()}
@@ -239,11 +231,11 @@ class CompletionResponse(Response):
             async for batch in self.session.log.follow(0):
                 for entry in batch:
                     feed(entry.name, loads(entry.data))
-        except ResumeTooOld as exc:
+        except GatewayError as exc:
             self.tr.error, self.tr.done = {"code": exc.code, "message": str(exc)}, None
         if self.tr.error is not None and self.tr.done is None:
             code = self.tr.error["code"]
-            reply = _openai_error(_ERROR_STATUS.get(code, 502), code, self.tr.error["message"])
+            reply = error_response(GatewayError(kind_of(code), code, self.tr.error["message"]), "openai")
         else:
             reply = Response(
                 orjson.dumps(self.tr.completion()),
@@ -258,16 +250,10 @@ async def _no_receive() -> Message:
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(request: Request, user: CurrentUser, services: ServicesDep) -> Response:
+async def chat_completions(
+    request: Request, user: CurrentUser, body: JsonBody[CompletionBody], services: ServicesDep
+) -> Response:
     s = services.settings
-    raw = await read_json_body(request, s.gateway_max_frame_bytes)
-    if isinstance(raw, Response):
-        return raw
-    try:
-        body = CompletionBody.model_validate_json(raw)
-    except ValidationError as exc:
-        code = "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "invalid_request"
-        return error_response(422, code, describe(exc))
     if body.max_completion_tokens is not None:
         body = body.model_copy(update={"max_tokens": body.max_completion_tokens})
     params = to_start_params(

@@ -13,24 +13,20 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from gateway.auth import AuthError, Principal
-from gateway.deps import bearer_token, services_of
-from gateway.routes.tickets import redeem_ticket
-from gateway.schemas import ChatStartFrame, InputTooLarge, describe, to_start_params
+from gateway.auth import Principal
+from gateway.deps import bearer_token, redeem_ticket, require_user, services_of
+from gateway.errors import TABLE
+from gateway.schemas import ChatStartFrame, describe, to_start_params
 from gateway.services import Services
+from sessions.errors import GatewayError, fail
 from sessions.follow import FollowedStream
-from sessions.log import ResumeTooOld
-from sessions.manager import SessionError
 
 log = logging.getLogger("gateway.ws")
 router = APIRouter(tags=["websocket"])
 
-# Close codes (documented in docs/protocol.md).
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN_ORIGIN = 4403
+# Close codes (documented in docs/protocol.md); those of refused handshakes come from the error table.
 CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_TOKEN_EXPIRED = 4001
-CLOSE_SERVICE_RESTART = 1012
 
 
 class TokenBucket:
@@ -46,6 +42,10 @@ class TokenBucket:
             self.tokens -= 1
             return True
         return False
+
+    def wait_s(self) -> float:
+        """How long until the next frame would be taken."""
+        return max(0.0, (1 - self.tokens) / self.rate)
 
 
 def origin_allowed(origin: str | None, allowed: list[str], host: str | None) -> bool:
@@ -98,17 +98,23 @@ class Connection:
     async def send_json(self, obj: dict[str, Any]) -> None:
         await self.send_bytes_as_text(orjson.dumps(obj))
 
-    async def error(self, code: str, message: str, client_id: str | None = None, retryable: bool = False) -> None:
-        await self.send_json(
-            {
-                "type": "error",
-                "id": client_id,
-                "stream_id": None,
-                "code": code,
-                "message": message,
-                "retryable": retryable,
-            }
-        )
+    async def error(self, code: str, message: str, client_id: str | None = None, frame: str | None = None) -> None:
+        await self.refuse(fail(code, message), client_id, frame)
+
+    async def refuse(self, err: GatewayError, client_id: str | None, frame: str | None) -> None:
+        """An `error` for one frame: it carries the frame's own id and type; nothing else changed."""
+        body: dict[str, Any] = {
+            "type": "error",
+            "stream_id": None,
+            "id": client_id,
+            "frame": frame,
+            "code": err.code,
+            "message": err.message,
+            "retryable": err.retryable,
+        }
+        if err.retry_after_s is not None:
+            body["retry_after_s"] = round(err.retry_after_s, 3)
+        await self.send_json(body)
 
     async def close(self, code: int, reason: str) -> None:
         """Close from our side (token expired); the read loop then sees the disconnect and cleans up."""
@@ -143,17 +149,15 @@ class Connection:
                     break
                 if self.close_code is not None:
                     continue  # closing: ignore what is still in flight
-                if not self.bucket.take(loop.time()):
-                    await self.error("rate_limited", "too many frames; slow down", retryable=True)
-                    continue
+                allowed = self.bucket.take(loop.time())
                 text = msg.get("text")
                 if text is None:
                     await self.error("invalid_frame", "send JSON text frames, not binary")
                     continue
                 if frame_too_large(text, limit):
-                    await self.error("frame_too_large", f"frames are limited to {limit} bytes")
+                    await self.error("frame_too_large", f"frames are limited to {limit} bytes")  # not read
                     continue
-                await self.handle(text)
+                await self.handle(text, allowed)
         except WebSocketDisconnect:
             pass
         finally:
@@ -169,7 +173,7 @@ class Connection:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
-    async def handle(self, text: str) -> None:
+    async def handle(self, text: str, allowed: bool = True) -> None:
         try:
             frame = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -180,7 +184,11 @@ class Connection:
             return
         kind = frame.get("type")
         client_id = frame.get("id") if isinstance(frame.get("id"), str) else None
-        if kind == "chat.start":
+        name = kind if isinstance(kind, str) else None
+        if not allowed:
+            err = fail("rate_limited", "too many frames; slow down", retry_after_s=self.bucket.wait_s())
+            await self.refuse(err, client_id, name)
+        elif kind == "chat.start":
             await self.start(frame, client_id)
         elif kind == "chat.cancel":
             await self.cancel(client_id)
@@ -193,25 +201,27 @@ class Connection:
         elif kind is None:
             await self.error("invalid_frame", "the frame has no 'type'", client_id)
         else:
-            await self.error("unknown_type", f"unknown frame type {str(kind)[:40]!r}", client_id)
+            await self.error("unknown_type", f"unknown frame type {str(kind)[:40]!r}", client_id, name)
 
     async def start(self, frame: dict[str, Any], client_id: str | None) -> None:
         s = self.services.settings
         try:
             parsed = ChatStartFrame.model_validate(frame)
         except ValidationError as exc:
-            await self.error("invalid_frame", describe(exc), client_id)
+            await self.error("invalid_frame", describe(exc), client_id, "chat.start")
             return
         if parsed.id in self.forwarders:
-            await self.error("duplicate_id", f"a stream with id {parsed.id!r} is still running", parsed.id)
+            await self.error(
+                "duplicate_id", f"a stream with id {parsed.id!r} is already running", parsed.id, "chat.start"
+            )
             return
         try:
             params = to_start_params(
                 parsed, parsed.id, max_messages=s.gateway_max_messages, max_prompt_chars=s.gateway_max_prompt_chars
             )
             session = await self.services.sessions.start(self.user.user_id, params)
-        except (SessionError, InputTooLarge) as exc:
-            await self.error(exc.code, exc.message, parsed.id, getattr(exc, "retryable", False))
+        except GatewayError as exc:
+            await self.refuse(exc, parsed.id, "chat.start")
             return
         self.follow(parsed.id, self.services.sessions.following(session), 0)
 
@@ -219,15 +229,15 @@ class Connection:
         """A fresh token for this socket (before the current one expires). Same user only."""
         token = frame.get("token")
         if not isinstance(token, str) or not token:
-            await self.error("invalid_frame", "auth needs 'token' (string)", client_id)
+            await self.error("invalid_frame", "auth needs 'token' (string)", client_id, "auth")
             return
         try:
             user = await self.services.auth.verify(token)
-        except AuthError as exc:
-            await self.error(exc.code, exc.message, client_id)
+        except GatewayError as exc:
+            await self.refuse(exc, client_id, "auth")
             return
         if user.user_id != self.user.user_id:
-            await self.error("user_mismatch", "the new token is for another user; open a new socket", client_id)
+            await self.error("user_mismatch", "the new token is for another user; open a new socket", client_id, "auth")
             return
         self.user = user
         await self.send_json({**auth_ok(user), "id": client_id})
@@ -247,10 +257,19 @@ class Connection:
                             continue
                         for entry in batch:
                             await send(entry.data)
-                except ResumeTooOld as exc:
+                except GatewayError as exc:
                     # The cursor fell off the bounded log (or the shared copy was lost) while following.
                     with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
-                        await self.error(exc.code, str(exc), client_id)
+                        await self.send_json(
+                            {
+                                "type": "error",
+                                "stream_id": None,
+                                "id": client_id,
+                                "code": exc.code,
+                                "message": exc.message,
+                                "retryable": exc.retryable,
+                            }
+                        )
                 except (WebSocketDisconnect, OSError, RuntimeError):
                     pass  # the socket went away; the stream keeps generating for the resume window
         finally:
@@ -261,32 +280,28 @@ class Connection:
     async def cancel(self, client_id: str | None) -> None:
         entry = self.forwarders.get(client_id or "")
         if entry is None:
-            await self.error("stream_not_found", "no running stream with that id", client_id)
+            await self.error("stream_not_found", "no running stream with that id", client_id, "chat.cancel")
             return
         try:
             await entry[0].stop()
-        except SessionError as exc:
-            await self.error(exc.code, exc.message, client_id)
+        except GatewayError as exc:
+            await self.refuse(exc, client_id, "chat.cancel")
 
     async def resume(self, frame: dict[str, Any], client_id: str | None) -> None:
         stream_id, last_seq = frame.get("stream_id"), frame.get("last_seq", 0)
         if not isinstance(stream_id, str) or not isinstance(last_seq, int) or last_seq < 0:
-            await self.error(
-                "invalid_frame", "chat.resume needs 'stream_id' (string) and 'last_seq' (integer >= 0)", client_id
-            )
+            msg = "chat.resume needs 'stream_id' (string) and 'last_seq' (integer >= 0)"
+            await self.error("invalid_frame", msg, client_id, "chat.resume")
             return
         try:
             stream = await self.services.sessions.find(stream_id, self.user.user_id)
             await stream.log.check_cursor(last_seq)
-        except SessionError as exc:
-            await self.error(exc.code, exc.message, client_id)
-            return
-        except ResumeTooOld as exc:
-            await self.error(exc.code, str(exc), client_id)
+        except GatewayError as exc:
+            await self.refuse(exc, client_id, "chat.resume")
             return
         key = stream.client_id or stream_id
         if key in self.forwarders:
-            await self.error("duplicate_id", "that stream is already followed on this socket", client_id)
+            await self.error("duplicate_id", "that stream is already followed on this socket", client_id, "chat.resume")
             return
         self.follow(key, stream, last_seq)
 
@@ -329,35 +344,41 @@ async def first_frame_auth(ws: WebSocket, services: Services) -> Principal | Non
     if not isinstance(frame, dict) or frame.get("type") != "auth":
         frame = {}
     token = frame.get("token")
-    if not isinstance(token, str) or not token:
-        await ws.close(CLOSE_UNAUTHORIZED, "missing_token")
-        return None
     try:
-        user = await services.auth.verify(token)
-    except AuthError as exc:
-        await ws.close(CLOSE_UNAUTHORIZED, exc.code)
+        if not isinstance(token, str) or not token:
+            raise fail("missing_token", 'the first frame must be {"type": "auth", "token": …}')
+        user = require_user(await services.auth.verify(token))
+    except GatewayError as exc:
+        await close_refused(ws, exc)
         return None
     await ws.send_text(orjson.dumps({**auth_ok(user), "id": frame.get("id")}).decode())
     return user
 
 
+async def close_refused(ws: WebSocket, err: GatewayError) -> None:
+    """Close with the table's code for the error's kind, the code as the reason. Accepted first if need be:
+    a close before the handshake completes would reach the client as a bare HTTP 403."""
+    if ws.application_state == WebSocketState.CONNECTING:
+        await ws.accept(subprotocol="bearer" if _subprotocol_token(ws) else None)
+    await ws.close(TABLE[err.kind].close or 1008, err.code)
+
+
+async def handshake(ws: WebSocket, services: Services) -> tuple[Principal | None, str | None]:
+    if not origin_allowed(ws.headers.get("origin"), services.settings.cors_origins, ws.headers.get("host")):
+        raise fail("origin_forbidden", "this page's origin may not open sockets here")
+    if services.sessions.draining:
+        raise fail("draining", "the server is restarting; reconnect shortly")  # the client sees 1012
+    user, subprotocol = await authenticate(ws, services)
+    return (require_user(user) if user is not None else None), subprotocol
+
+
 @router.websocket("/v1/ws")
 async def websocket_endpoint(ws: WebSocket) -> None:
     services = services_of(ws)
-    if not origin_allowed(ws.headers.get("origin"), services.settings.cors_origins, ws.headers.get("host")):
-        await ws.close(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
-        return
-    if services.sessions.draining:
-        # Accepted first so the client sees 1012 (reconnect elsewhere) rather than a bare HTTP 403.
-        await ws.accept(subprotocol="bearer" if _subprotocol_token(ws) else None)
-        await ws.close(CLOSE_SERVICE_RESTART, "draining")
-        return
     try:
-        user, subprotocol = await authenticate(ws, services)
-    except AuthError as exc:
-        # Accept, then close: a close code before the handshake would reach the client as a bare HTTP 403.
-        await ws.accept(subprotocol="bearer" if _subprotocol_token(ws) else None)
-        await ws.close(CLOSE_UNAUTHORIZED, exc.code)
+        user, subprotocol = await handshake(ws, services)
+    except GatewayError as exc:
+        await close_refused(ws, exc)
         return
     await ws.accept(subprotocol=subprotocol)
     if user is None:
