@@ -14,6 +14,7 @@ from providers.catalog import Catalog, ModelSpec, UnknownModel
 from providers.router import MidstreamPolicy, Router
 from sessions.allowance import Allowances
 from sessions.errors import GatewayError, fail, stream_not_found
+from sessions.events import Draining
 from sessions.follow import FollowedStream, LocalStream, RemoteStreams
 from sessions.limits import MemoryUserLimiter, UserLimiter
 from sessions.log import EventLog, MemoryEventLog
@@ -282,10 +283,7 @@ class SessionManager:
         for s in self.live_sessions():
             if s.task is None or s.task.done():
                 continue
-            s.emit(
-                "server.draining",
-                {"reconnect_after_ms": reconnect_after_ms, "message": "the server is restarting; reconnect shortly"},
-            )
+            s.emit(Draining(reconnect_after_ms, "the server is restarting; reconnect shortly"))
             stopped += s.cancel("drain")
         tasks = [s.task for s in self._sessions.values() if s.task is not None and not s.task.done()]
         if tasks:

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 
 from gateway.cluster.redis_log import LogKeys, RedisLogMirror, RemoteLog
 from sessions.errors import GatewayError
+from sessions.events import Delta
 from tests.conftest import service_unavailable
 
 
@@ -37,7 +38,7 @@ async def test_remote_reader_gets_every_event_then_end(redis: Redis) -> None:
     mirror.start()
     local = mirror.log_for("st_1", "user-1", 10_000, 1 << 20)
     for i in range(50):
-        local.append("delta", b'{"text":"%d"}' % i)
+        local.append(Delta(str(i)), b'{"text":"%d"}' % i)
     remote = RemoteLog(redis, keys, "st_1", block_ms=200)
 
     async def read(after: int) -> list[int]:
@@ -49,7 +50,7 @@ async def test_remote_reader_gets_every_event_then_end(redis: Redis) -> None:
     reader = asyncio.create_task(read(10))
     await asyncio.sleep(0.05)
     for i in range(50, 80):
-        local.append("delta", b'{"text":"%d"}' % i)
+        local.append(Delta(str(i)), b'{"text":"%d"}' % i)
     local.close()
     seqs = await asyncio.wait_for(reader, 5)
     assert seqs == list(range(11, 81))
@@ -63,7 +64,7 @@ async def test_trimmed_log_refuses_an_old_cursor(redis: Redis) -> None:
     mirror = RedisLogMirror(redis, keys, instance_id="a", max_events=10, ttl_s=60)
     log = mirror.log_for("st_2", "u", 10_000, 1 << 20)
     for i in range(500):
-        log.append("delta", b"%d" % i)
+        log.append(Delta(str(i)), b"%d" % i)
     await mirror.flush()
     remote = RemoteLog(redis, keys, "st_2")
     with pytest.raises(GatewayError) as too_old:
@@ -79,7 +80,7 @@ async def test_redis_down_keeps_local_streams_going() -> None:
     mirror.start()
     log = mirror.log_for("st_3", "u", 100, 1 << 20)
     for i in range(20):
-        log.append("delta", b"%d" % i)
+        log.append(Delta(str(i)), b"%d" % i)
         await asyncio.sleep(0.002)
     log.close()
     seen = [e.seq async for batch in log.follow(0) for e in batch]
@@ -97,7 +98,7 @@ async def test_a_vanished_shared_copy_is_rewritten_from_memory(redis: Redis) -> 
     mirror.start()
     local = mirror.log_for("st_4", "user-4", 10_000, 1 << 20, client_id="c4")
     for i in range(30):
-        local.append("delta", b'{"text":"%d"}' % i)
+        local.append(Delta(str(i)), b'{"text":"%d"}' % i)
     await asyncio.sleep(0.05)
     remote = RemoteLog(redis, keys, "st_4", block_ms=200)
 
@@ -108,7 +109,7 @@ async def test_a_vanished_shared_copy_is_rewritten_from_memory(redis: Redis) -> 
     await asyncio.sleep(0.05)
     await redis.delete(keys.log("st_4"), keys.meta("st_4"))
     for i in range(30, 60):
-        local.append("delta", b'{"text":"%d"}' % i)
+        local.append(Delta(str(i)), b'{"text":"%d"}' % i)
         await asyncio.sleep(0.001)
     local.close()
     assert await asyncio.wait_for(reader, 5) == list(range(6, 61))

@@ -28,6 +28,7 @@ from redis.exceptions import NoScriptError, RedisError
 from gateway.aio import cancel_and_wait, reraise_swallowed_cancel
 from gateway.cluster.health import RedisHealth
 from sessions.errors import resume_too_old
+from sessions.events import Event
 from sessions.log import LogEntry, MemoryEventLog
 
 RETRY_S = 0.5  # between writes while Redis is unreachable
@@ -273,8 +274,8 @@ class MirroredLog(MemoryEventLog):
         self._mirror = mirror
         self._sid = stream_id
 
-    def append(self, name: str, data: bytes) -> None:
-        super().append(name, data)
+    def append(self, event: Event, data: bytes) -> None:
+        super().append(event, data)
         # The entry just stored (the ring always keeps its newest): one object per event, not two.
         self._mirror.appended(self._sid, self._entries[-1])
 
@@ -321,7 +322,7 @@ class RemoteLog:
     def closed(self) -> bool:
         return self._closed
 
-    def append(self, name: str, data: bytes) -> None:
+    def append(self, event: Event, data: bytes) -> None:
         raise RuntimeError("a remote log is read-only")
 
     def close(self) -> None:
@@ -384,6 +385,7 @@ class RemoteLog:
                     gap = True
                     break
                 cursor = seq
+                # Decoded into a typed event only if a face asks for it: WebSocket and SSE send the bytes.
                 batch.append(LogEntry(seq, fields[b"n"].decode(), fields[b"d"]))
             if batch:
                 self._last_seq = cursor

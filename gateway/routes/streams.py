@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Header, Request
+from starlette.types import Receive, Send
 
 from gateway.deps import CurrentUser, HeaderOrTicketUser, JsonBody, ServicesDep
+from gateway.faces.events import EventFrames
+from gateway.faces.http import FollowResponse
+from gateway.faces.sse import SSEChannel
 from gateway.schemas import ChatBody, to_start_params
-from gateway.sse import EventStreamResponse
 from sessions.errors import fail
+from sessions.follow import FollowedStream
+from sessions.pump import StreamSource
 
 router = APIRouter(tags=["streams"])
+
+
+def event_stream(
+    stream: FollowedStream, *, after_seq: int = 0, ping_s: float, headers: list[tuple[bytes, bytes]] | None = None
+) -> FollowResponse:
+    """The stream's events over SSE from `after_seq`; a client that goes away leaves it running (resume)."""
+
+    def channel(send: Send, receive: Receive) -> SSEChannel:
+        return SSEChannel(send, receive, ping_s=ping_s, headers=headers or ())
+
+    return FollowResponse(StreamSource(stream, after_seq), EventFrames(stream.id, stream.client_id), channel)
 
 
 @router.post("/v1/chat/stream", response_model=None)
 async def chat_stream(
     request: Request, user: CurrentUser, body: JsonBody[ChatBody], services: ServicesDep
-) -> EventStreamResponse:
+) -> FollowResponse:
     s = services.settings
     params = to_start_params(
         body,
@@ -24,11 +40,8 @@ async def chat_stream(
         max_prompt_chars=s.gateway_max_prompt_chars,
     )
     session = await services.sessions.start(user.user_id, params)
-    return EventStreamResponse(
-        services.sessions.following(session),
-        ping_s=s.gateway_sse_ping_s,
-        extra_headers=[(b"x-stream-id", session.id.encode())],
-    )
+    stream = services.sessions.following(session)
+    return event_stream(stream, ping_s=s.gateway_sse_ping_s, headers=[(b"x-stream-id", session.id.encode())])
 
 
 def _seq(text: str) -> int | None:
@@ -59,12 +72,10 @@ async def stream_events(
     services: ServicesDep,
     after: str | None = None,
     last_event_id: str | None = Header(None),
-) -> EventStreamResponse:
+) -> FollowResponse:
     stream = await services.sessions.find(stream_id, user.user_id)
     cursor = parse_cursor(stream_id, last_event_id, after)
-    # Fail now (410) rather than mid-response if the cursor fell off the bounded log.
-    await stream.log.check_cursor(cursor)
-    return EventStreamResponse(stream, after_seq=cursor, ping_s=services.settings.gateway_sse_ping_s)
+    return event_stream(stream, after_seq=cursor, ping_s=services.settings.gateway_sse_ping_s)
 
 
 @router.post("/v1/streams/{stream_id}/cancel")

@@ -7,21 +7,22 @@ A user sees only their own spend. A service-role caller may pass `user_id` (or `
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Send
 
 from gateway.auth import Principal
-from gateway.bus import ALL, SpendBus
+from gateway.bus import ALL
 from gateway.deps import CurrentCaller, HeaderOrTicketCaller, ServicesDep, budget_json, budget_status
+from gateway.faces.http import FollowResponse
+from gateway.faces.spend import PREAMBLE, SpendFrames, SpendSource
+from gateway.faces.sse import SSEChannel
 from gateway.services import Services
-from gateway.sse import SSE_HEADERS, SSEChannel
 from gateway.stores.base import StreamRow, UsageTotals
 from sessions.errors import fail
+from sessions.events import segment_json
 
 router = APIRouter(tags=["usage"])
 
@@ -74,21 +75,7 @@ def stream_row_json(r: StreamRow) -> dict[str, Any]:
         "ended_at": _ts(r.ended_at),
         "duration_ms": round(r.duration_ms, 1),
         "ttft_ms": None if r.ttft_ms is None else round(r.ttft_ms, 2),
-        "segments": [
-            {
-                "segment": s.segment,
-                "model": s.model,
-                "provider": s.provider,
-                "status": s.status,
-                "reason": s.reason,
-                "input_tokens": s.input_tokens,
-                "output_tokens": s.output_tokens,
-                "cost_usd": str(s.cost_usd),
-                "estimated": s.estimated,
-                "ttft_ms": None if s.ttft_ms is None else round(s.ttft_ms, 2),
-            }
-            for s in r.segments
-        ],
+        "segments": [segment_json(s.as_segment()) for s in r.segments],
     }
 
 
@@ -156,63 +143,19 @@ async def recent_streams(
     return {"user_id": who, "data": [stream_row_json(r) for r in rows]}
 
 
-def event_name(data: bytes) -> bytes:
-    # Bus events are serialized with "type" first, so the name is read without parsing the JSON.
-    if data.startswith(b'{"type":"'):
-        end = data.find(b'"', 9)
-        if end > 9:
-            return data[9:end]
-    return b"message"
-
-
-class SpendStreamResponse(Response):
-    """Server-sent events from the spend bus for one subscriber, with heartbeat comments."""
-
-    def __init__(self, bus: SpendBus, key: str, *, ping_s: float, closing: Callable[[], bool] = lambda: False) -> None:
-        self.bus = bus
-        self.key = key
-        self.ping_s = ping_s
-        self.closing = closing
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = list(SSE_HEADERS)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        channel = SSEChannel(send, receive, self.ping_s)
-        # Subscribed before the headers go out: a client holding the response misses nothing after it.
-        async with self.bus.subscribe(self.key) as sub:
-            await channel.start(self.raw_headers)
-            await channel.write(b"retry: 3000\n: subscribed\n\n")
-
-            async def forward() -> None:
-                while True:
-                    first = await sub.get()
-                    if first is None:
-                        return
-                    parts: list[bytes] = []
-                    for data in (first, *sub.get_batch()):
-                        parts += (b"event: ", event_name(data), b"\ndata: ", data, b"\n\n")
-                    await channel.write(b"".join(parts))
-
-            async def shutting_down() -> None:
-                # An endless response would hold up a graceful shutdown: end it once the server drains,
-                # and the client reconnects (to another instance).
-                while not self.closing():  # noqa: ASYNC110 (a flag the session manager owns)
-                    await asyncio.sleep(0.5)
-
-            await channel.run(forward, shutting_down)
-        await channel.end()
-
-
 @router.get("/v1/usage/stream", response_model=None)
-async def usage_stream(
-    user: HeaderOrTicketCaller, services: ServicesDep, user_id: str | None = None
-) -> SpendStreamResponse:
+async def usage_stream(user: HeaderOrTicketCaller, services: ServicesDep, user_id: str | None = None) -> FollowResponse:
     """Live spend: `spend.tick` while a stream runs (estimated), `spend.stream` when it ends (settled)."""
     who = target_user(user, user_id)
-    return SpendStreamResponse(
-        services.spend,
-        who or ALL,
-        ping_s=services.settings.gateway_sse_ping_s,
-        closing=lambda: services.sessions.draining,
-    )
+    ping_s = services.settings.gateway_sse_ping_s
+
+    def channel(send: Send, receive: Receive) -> SSEChannel:
+        return SSEChannel(send, receive, ping_s=ping_s, preamble=PREAMBLE)
+
+    async def draining() -> None:
+        # An endless response would hold up a graceful shutdown: end it once the server drains, and the client
+        # reconnects (to another instance).
+        while not services.sessions.draining:  # noqa: ASYNC110 (a flag the session manager owns)
+            await asyncio.sleep(0.5)
+
+    return FollowResponse(SpendSource(services.spend, who or ALL), SpendFrames(), channel, until=(draining,))

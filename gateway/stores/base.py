@@ -10,9 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Literal, Protocol, cast
 
+from providers.events import Usage
+from providers.segments import Segment
 from sessions.records import StreamRecord
+
+SegmentStatus = Literal["ok", "failed", "cancelled"]
 
 
 class StoreError(Exception):
@@ -150,6 +154,22 @@ class SegmentRow:
     estimated: bool
     ttft_ms: float | None
     duration_ms: float
+
+    def as_segment(self) -> Segment:
+        """The segment this row recorded (what the store keeps of it), for the one segment encoding."""
+        usage = Usage(self.input_tokens, self.output_tokens, self.cached_input_tokens, self.reasoning_tokens)
+        return Segment(
+            number=self.segment,
+            model=self.model,
+            provider=self.provider,
+            status=cast(SegmentStatus, self.status),
+            reason=self.reason,
+            usage=usage,
+            estimated=self.estimated,
+            cost_usd=self.cost_usd,
+            ttft_ms=self.ttft_ms,
+            duration_ms=self.duration_ms,
+        )
 
 
 @dataclass(slots=True, frozen=True)
