@@ -10,7 +10,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.cluster.redis_log import LogKeys, RedisLogMirror, RemoteLog
+from gateway.cluster.redis_log import LogKeys, RedisLogMirror
+from gateway.cluster.remote_log import RemoteLog
 from sessions.errors import GatewayError
 from sessions.events import Delta
 from tests.conftest import service_unavailable

@@ -18,23 +18,20 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from gateway.aio import cancel_and_wait, reraise_swallowed_cancel
+from gateway.aio import cancel_and_wait
 from gateway.cluster.health import RedisHealth
-from sessions.errors import resume_too_old
 from sessions.events import Event
 from sessions.log import LogEntry, MemoryEventLog
 
 RETRY_S = 0.5  # between writes while Redis is unreachable
 
 
-def _entry_id(raw: bytes | str) -> tuple[int, int]:
+def entry_id(raw: bytes | str) -> tuple[int, int]:
     text = raw.decode() if isinstance(raw, bytes) else raw
     seq, _, part = text.partition("-")
     return int(seq), int(part or 0)
@@ -287,111 +284,3 @@ class MirroredLog(MemoryEventLog):
     def kept(self) -> list[LogEntry]:
         """Every event the in-memory log still holds, oldest first."""
         return self.since(self.last_seq - len(self._entries))
-
-
-class RemoteLog:
-    """Reads a stream that lives on another instance, from its Redis mirror.
-
-    Redis errors while following are retried for `give_up_s`; a stream whose key stays gone for `missing_s`
-    (expired, or lost with a restarted Redis and not written again) ends the follow with `resume_too_old`.
-    """
-
-    def __init__(
-        self,
-        redis: Redis,
-        keys: LogKeys,
-        stream_id: str,
-        *,
-        block_ms: int = 1000,
-        give_up_s: float = 30.0,
-        missing_s: float = 5.0,
-    ) -> None:
-        self.redis = redis
-        self.key = keys.log(stream_id)
-        self.block_ms = block_ms
-        self.give_up_s = give_up_s
-        self.missing_s = missing_s
-        self._last_seq = 0
-        self._closed = False
-
-    @property
-    def last_seq(self) -> int:
-        return self._last_seq
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def append(self, event: Event, data: bytes) -> None:
-        raise RuntimeError("a remote log is read-only")
-
-    def close(self) -> None:
-        self._closed = True
-
-    async def check_cursor(self, after_seq: int) -> None:
-        try:
-            first: Any = await self.redis.xrange(self.key, "-", "+", count=1)  # redis-py's reply types are loose
-        except (RedisError, OSError):
-            raise resume_too_old("the stream's events cannot be read right now") from None
-        if not first:
-            raise resume_too_old("the stream's events are no longer kept")
-        first_seq, part = _entry_id(first[0][0])
-        if part == 1:
-            first_seq += 1  # only the end marker is left
-        if after_seq + 1 < first_seq:
-            raise resume_too_old(f"events after seq {after_seq} are no longer kept (oldest kept is {first_seq})")
-
-    async def ended(self) -> bool:
-        """Whether the stream's end is already in the log."""
-        last: Any = await self.redis.xrevrange(self.key, "+", "-", count=1)
-        return bool(last) and _entry_id(last[0][0])[1] == 1
-
-    async def follow(self, after_seq: int = 0) -> AsyncIterator[list[LogEntry]]:
-        cursor = after_seq
-        failing_since: float | None = None
-        missing_since: float | None = None
-        while not self._closed:
-            try:
-                reply: Any = await self.redis.xread({self.key: f"{cursor}-0"}, count=1000, block=self.block_ms)
-                gone = not reply and not await self.redis.exists(self.key)
-            except (RedisError, OSError):
-                reraise_swallowed_cancel()
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since >= self.give_up_s:
-                    raise resume_too_old("the stream's events cannot be read right now") from None
-                await asyncio.sleep(RETRY_S)
-                continue
-            reraise_swallowed_cancel()  # a client that went away must not keep this loop reading
-            failing_since = None
-            if gone:
-                now = time.monotonic()
-                missing_since = missing_since or now
-                if now - missing_since >= self.missing_s:
-                    raise resume_too_old("the stream's events are no longer kept")
-                await asyncio.sleep(RETRY_S)
-                continue
-            missing_since = None
-            if not reply:
-                continue
-            batch: list[LogEntry] = []
-            done = gap = False
-            for entry_id, fields in reply[0][1]:
-                seq, part = _entry_id(entry_id)
-                if part == 1:
-                    done, gap = True, seq != cursor
-                    break
-                if seq != cursor + 1:
-                    gap = True
-                    break
-                cursor = seq
-                # Decoded into a typed event only if a face asks for it: WebSocket and SSE send the bytes.
-                batch.append(LogEntry(seq, fields[b"n"].decode(), fields[b"d"]))
-            if batch:
-                self._last_seq = cursor
-                yield batch
-            if gap:
-                raise resume_too_old(f"events after seq {cursor} are no longer kept")
-            if done:
-                self._closed = True
-                return

@@ -10,7 +10,9 @@ from redis.exceptions import RedisError
 
 from gateway.cluster.control import ClusterControl
 from gateway.cluster.health import RedisHealth
-from gateway.cluster.redis_log import LogKeys, RemoteLog
+from gateway.cluster.liveness import Liveness
+from gateway.cluster.redis_log import LogKeys
+from gateway.cluster.remote_log import RemoteLog
 from sessions.errors import stream_not_found
 
 
@@ -62,10 +64,13 @@ class RemoteStream:
 class RedisRemoteStreams:
     """`RemoteStreams` over the stream metadata the log mirror writes (user, owning instance, client id)."""
 
-    def __init__(self, redis: Redis, keys: LogKeys, control: ClusterControl, health: RedisHealth) -> None:
+    def __init__(
+        self, redis: Redis, keys: LogKeys, control: ClusterControl, liveness: Liveness, health: RedisHealth
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.control = control
+        self.liveness = liveness
         self.health = health
 
     async def locate(self, stream_id: str, user_id: str) -> RemoteStream | None:
@@ -81,8 +86,9 @@ class RedisRemoteStreams:
         if not meta or meta.get(b"user", b"").decode() != user_id:
             return None
         client = meta.get(b"client", b"").decode() or None
-        log = RemoteLog(self.redis, self.keys, stream_id)
-        return RemoteStream(stream_id, user_id, client, meta.get(b"instance", b"").decode(), log, self.control)
+        owner = meta.get(b"instance", b"").decode()
+        log = RemoteLog(self.redis, self.keys, stream_id, owner_alive=lambda: self.liveness.alive(owner))
+        return RemoteStream(stream_id, user_id, client, owner, log, self.control)
 
     async def is_watched(self, stream_id: str) -> bool:
         return await self.control.is_watched(stream_id)

@@ -14,6 +14,7 @@ from gateway.cluster.breaker import RedisBreaker
 from gateway.cluster.control import ClusterControl
 from gateway.cluster.health import RedisHealth
 from gateway.cluster.limits import RedisUserLimiter
+from gateway.cluster.liveness import Liveness
 from gateway.cluster.redis_log import LogKeys, MirroredLog, RedisLogMirror
 from gateway.cluster.remote import RedisRemoteStreams
 from gateway.cluster.tickets import RedisTicketStore
@@ -47,6 +48,7 @@ class Cluster:
     tickets: RedisTicketStore
     limiter: RedisUserLimiter
     breaker: RedisBreaker
+    liveness: Liveness
     log_max_events: int
     log_max_bytes: int
 
@@ -54,14 +56,17 @@ class Cluster:
         return self.mirror.log_for(stream_id, user_id, self.log_max_events, self.log_max_bytes, client_id)
 
     def start(self) -> None:
+        self.liveness.start()
         self.mirror.start()
         self.control.start()
         self.limiter.start()
 
     async def aclose(self) -> None:
-        """After the sessions drained: the last events and end markers are written, then the client closes."""
+        """After the sessions drained: the last events and end markers are written, the liveness mark goes
+        (followers elsewhere have read the ends by then), then the client closes."""
         await asyncio.gather(self.control.aclose(), self.limiter.aclose())
         await self.mirror.aclose()
+        await self.liveness.aclose()
         await self.redis.aclose()
 
 
@@ -80,13 +85,14 @@ def build_cluster(settings: Settings, redis_url: str) -> Cluster:
         ttl_s=int(settings.gateway_resume_window_s) + LOG_TTL_MARGIN_S,
         health=health,
     )
+    liveness = Liveness(redis, prefix, instance_id, health)
     return Cluster(
         redis=redis,
         instance_id=instance_id,
         health=health,
         mirror=mirror,
         control=control,
-        remote=RedisRemoteStreams(redis, keys, control, health),
+        remote=RedisRemoteStreams(redis, keys, control, liveness, health),
         tickets=RedisTicketStore(redis, prefix, health=health),
         limiter=RedisUserLimiter(
             redis,
@@ -103,6 +109,7 @@ def build_cluster(settings: Settings, redis_url: str) -> Cluster:
             cooldown_s=settings.gateway_breaker_cooldown_s,
             health=health,
         ),
+        liveness=liveness,
         log_max_events=settings.gateway_stream_log_max_events,
         log_max_bytes=settings.gateway_stream_log_max_bytes,
     )
