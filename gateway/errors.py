@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +25,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match, Route
 
 from gateway.stores.base import StoreError, StoreUnavailable, UnknownUser
 from sessions.errors import GatewayError, Kind, fail
@@ -137,13 +138,23 @@ def store_failure(exc: Exception) -> GatewayError:
     return fail("store_error", "the database refused the request")
 
 
-def _allowed_methods(request: Request) -> str:
+def all_routes(routes: list[BaseRoute]) -> Iterator[BaseRoute]:
+    """Every route, also those of included routers (FastAPI keeps them nested under the router they came in)."""
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from all_routes(inner.routes)
+        else:
+            yield route
+
+
+def _allowed_methods(request: Request, exc: HTTPException) -> str:
     """Every method some route takes at this path (routes are declared one per method)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "\0"})
-        if match is Match.PARTIAL:
-            methods |= set(getattr(route, "methods", None) or ())
+    methods = {m.strip() for m in (exc.headers or {}).get("Allow", "").split(",") if m.strip()}
+    probe = {**request.scope, "method": "\0"}
+    for route in all_routes(request.app.router.routes):
+        if isinstance(route, Route) and route.matches(probe)[0] is Match.PARTIAL:
+            methods |= route.methods or set()
     return ", ".join(sorted(methods))
 
 
@@ -151,7 +162,7 @@ def _from_http(request: Request, exc: HTTPException) -> GatewayError:
     if exc.status_code == 404:
         return fail("not_found", "no such route")
     if exc.status_code == 405:
-        allow = _allowed_methods(request)
+        allow = _allowed_methods(request, exc)
         return fail("method_not_allowed", f"use {allow}", details={"allow": allow})
     if exc.status_code == 413:
         return fail("request_too_large", str(exc.detail))

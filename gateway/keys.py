@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.crypto import CryptoError, KeyRing, mask
-from gateway.stores.base import KeyInfo, Store, StoredSecret, StoreUnavailable
+from gateway.stores.base import KeyInfo, SecretStore, StoredSecret, StoreUnavailable
 from providers.base import Credential
 from sessions.errors import fail
 
@@ -119,7 +119,7 @@ class UserKeyDirectory:
 
     def __init__(
         self,
-        store: Store,
+        store: SecretStore,
         ring: KeyRing,
         operator: OperatorKeyDirectory,
         *,

@@ -19,6 +19,7 @@ from sessions.follow import FollowedStream, LocalStream, RemoteStreams
 from sessions.limits import MemoryUserLimiter, UserLimiter
 from sessions.log import EventLog, MemoryEventLog
 from sessions.ports import BudgetGuard, KeyDirectory, LedgerSink, NoBudget, NullSpend, SpendPublisher
+from sessions.registry import StreamRegistry
 from sessions.stream import StreamSession
 
 log = logging.getLogger("gateway.sessions")
@@ -66,6 +67,7 @@ class SessionManager:
         log_factory: LogFactory | None = None,
         limiter: UserLimiter | None = None,
         remote: RemoteStreams | None = None,
+        streams: StreamRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.router = router
@@ -82,7 +84,7 @@ class SessionManager:
             limits.max_concurrent_streams, limits.starts_per_minute, clock=clock
         )
         self.remote = remote
-        self._sessions: dict[str, StreamSession] = {}
+        self.streams = streams if streams is not None else StreamRegistry()
         self._allowances = Allowances()
         self._checks: set[asyncio.Task[None]] = set()
         # A running stream nobody follows is cancelled when its abandon timer fires (the resume window);
@@ -147,7 +149,7 @@ class SessionManager:
             if share is not None:
                 self._allowances.release(user_id)
             raise
-        self._sessions[sid] = session
+        self.streams.add(session)
         session.start()
         log.info(
             "stream start",
@@ -158,7 +160,7 @@ class SessionManager:
     # -- finding and attaching --------------------------------------------------
 
     def get(self, stream_id: str, user_id: str) -> StreamSession:
-        s = self._sessions.get(stream_id)
+        s = self.streams.get(stream_id)
         # Another user's stream looks exactly like a missing one.
         if s is None or s.user_id != user_id:
             raise stream_not_found()
@@ -166,7 +168,7 @@ class SessionManager:
 
     async def find(self, stream_id: str, user_id: str) -> FollowedStream:
         """The user's stream to follow or stop: running here, or (with several instances) on another one."""
-        s = self._sessions.get(stream_id)
+        s = self.streams.get(stream_id)
         if s is None and self.remote is not None:
             found = await self.remote.locate(stream_id, user_id)
             if found is not None:
@@ -178,14 +180,6 @@ class SessionManager:
     def following(self, session: StreamSession) -> LocalStream:
         """A stream just started here, as something to follow."""
         return LocalStream(session, self)
-
-    def cancel_local(self, stream_id: str, user_id: str) -> bool:
-        """Stop a stream of this instance for its user (a stop sent to another instance lands here)."""
-        s = self._sessions.get(stream_id)
-        if s is None or s.user_id != user_id or not s.cancel("client"):
-            return False
-        log.info("stream stopped from another instance", extra={"stream_id": stream_id, "user_id": user_id})
-        return True
 
     def attach(self, session: StreamSession) -> None:
         session.subscribers += 1
@@ -253,13 +247,13 @@ class SessionManager:
         timer = self._forget_at.pop(stream_id, None)
         if timer is not None:
             timer.cancel()
-        self._sessions.pop(stream_id, None)
+        self.streams.remove(stream_id)
 
     def live_count(self, user_id: str | None = None) -> int:
-        return sum(1 for s in self._sessions.values() if not s.finished and (user_id is None or s.user_id == user_id))
+        return self.streams.live_count(user_id)
 
     def live_sessions(self) -> list[StreamSession]:
-        return [s for s in self._sessions.values() if not s.finished]
+        return self.streams.live()
 
     # -- shutdown ---------------------------------------------------------------
 
@@ -285,7 +279,7 @@ class SessionManager:
                 continue
             s.emit(Draining(reconnect_after_ms, "the server is restarting; reconnect shortly"))
             stopped += s.cancel("drain")
-        tasks = [s.task for s in self._sessions.values() if s.task is not None and not s.task.done()]
+        tasks = [s.task for s in self.streams.all() if s.task is not None and not s.task.done()]
         if tasks:
             await asyncio.wait(tasks)
         for timer in [*self._abandon.values(), *self._forget_at.values()]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -37,7 +38,7 @@ def redis_client(url: str) -> Redis:
     )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Cluster:
     redis: Redis
     instance_id: str
@@ -70,13 +71,14 @@ class Cluster:
         await self.redis.aclose()
 
 
-def build_cluster(settings: Settings, redis_url: str) -> Cluster:
+def build_cluster(settings: Settings, redis_url: str, on_cancel: Callable[[str, str], object]) -> Cluster:
+    """`on_cancel(stream_id, user_id)` stops a stream of this instance when another instance asks."""
     redis = redis_client(redis_url)
     prefix = settings.gateway_redis_prefix
     instance_id = secrets.token_hex(6)  # per process: streams are owned by a process, not a host
     health = RedisHealth(instance_id=instance_id)
     keys = LogKeys(prefix)
-    control = ClusterControl(redis, prefix, instance_id, health=health)
+    control = ClusterControl(redis, prefix, instance_id, on_cancel, health=health)
     mirror = RedisLogMirror(
         redis,
         keys,

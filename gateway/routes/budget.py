@@ -34,6 +34,5 @@ async def get_budget(user: CurrentUser, services: ServicesDep) -> dict[str, Any]
 
 @router.put("/v1/budget")
 async def put_budget(user: CurrentUser, body: JsonBody[BudgetBody], services: ServicesDep) -> dict[str, Any]:
-    await services.store.set_budget(user.user_id, body.daily_usd, body.monthly_usd)
-    services.budgets.forget(user.user_id)
+    await services.budgets.set_caps(user.user_id, body.daily_usd, body.monthly_usd)
     return budget_json(await budget_status(services, user.user_id))

@@ -6,7 +6,6 @@ Usage ranges are half-open: `since <= started_at < until` (a stream counts on th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -14,7 +13,7 @@ from typing import Literal, Protocol, cast
 
 from providers.events import Usage
 from providers.segments import Segment
-from sessions.records import StreamRecord
+from sessions.ledger import UsageStore
 
 SegmentStatus = Literal["ok", "failed", "cancelled"]
 
@@ -195,7 +194,9 @@ class StreamRow:
     segments: list[SegmentRow] = field(default_factory=list)
 
 
-# -- the interface ------------------------------------------------------------------------
+# -- the roles its callers use --------------------------------------------------------------------------------
+# One backend class implements them all (`Store`); each caller is handed only the role it needs. The ledger's
+# role, `write_streams`, is the session layer's `UsageStore`.
 
 
 class UsageReader(Protocol):
@@ -208,23 +209,9 @@ class UsageReader(Protocol):
         ...
 
 
-class Store(UsageReader, Protocol):
-    async def open(self) -> None:
-        """Connect. Must not fail when the database is merely down (the ledger spools meanwhile)."""
-        ...
+class SecretStore(Protocol):
+    """Users' provider keys, encrypted (BYOK)."""
 
-    async def aclose(self) -> None: ...
-
-    async def ping(self) -> bool: ...
-
-    # ledger
-    async def write_streams(self, records: Sequence[StreamRecord]) -> int:
-        """Idempotent on stream id and (stream id, segment): returns how many streams were new."""
-        ...
-
-    async def user_spend(self, user_id: str, day_start: datetime, month_start: datetime) -> Spend: ...
-
-    # keys
     async def put_secret(self, user_id: str, provider: str, ciphertext: str, key_id: str, hint: str) -> KeyInfo:
         """Store or replace. Raises UnknownUser when the user does not exist."""
         ...
@@ -249,9 +236,28 @@ class Store(UsageReader, Protocol):
         """Swap the ciphertext only if it is still `old_ciphertext` (a concurrent PUT wins)."""
         ...
 
-    # budgets
+
+class BudgetStore(Protocol):
+    """Spend caps and the settled spend they are held against."""
+
     async def budget(self, user_id: str) -> Budget | None: ...
 
     async def set_budget(self, user_id: str, daily_usd: Decimal | None, monthly_usd: Decimal | None) -> Budget:
         """Raises UnknownUser when the user does not exist."""
         ...
+
+    async def user_spend(self, user_id: str, day_start: datetime, month_start: datetime) -> Spend: ...
+
+
+class StoreLifecycle(Protocol):
+    async def open(self) -> None:
+        """Connect. Must not fail when the database is merely down (the ledger spools meanwhile)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+
+class Store(StoreLifecycle, UsageStore, UsageReader, SecretStore, BudgetStore, Protocol):
+    """Everything a backend implements."""
