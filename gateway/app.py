@@ -35,6 +35,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("gateway")
 
 
+def metrics_of(streams: StreamRegistry, ledger: LedgerWriter) -> Metrics:
+    return Metrics(
+        {
+            "gateway_active_streams": ("Streams generating now.", lambda: float(streams.live_count())),
+            "gateway_ledger_backlog": ("Finished streams not yet written to the store.", lambda: float(ledger.backlog)),
+        }
+    )
+
+
 def build_services(settings: Settings) -> Services:
     store = build_store(settings)
     budgets = StoreBudgetGuard(store)
@@ -47,12 +56,7 @@ def build_services(settings: Settings) -> Services:
         from gateway.cluster.wiring import build_cluster  # redis is imported only when configured
 
         cluster = build_cluster(settings, redis_url, on_cancel=streams.cancel_local)
-    stats = Metrics(
-        {
-            "gateway_active_streams": ("Streams generating now.", lambda: float(streams.live_count())),
-            "gateway_ledger_backlog": ("Finished streams not yet written to the store.", lambda: float(ledger.backlog)),
-        }
-    )
+    stats = metrics_of(streams, ledger)
     providers = build_providers(settings)
     catalog = build_catalog(settings)
     keys = build_keys(settings, store)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -49,18 +47,6 @@ class Principal:
     def has_user(self) -> bool:
         """False for the project's service-role key, which stands for the project, not for a user."""
         return bool(self.user_id)
-
-
-def load_dev_key(data_dir: Path) -> str:
-    """The development signing key, created once under the data dir so tokens survive restarts."""
-    path = data_dir / "dev-signing-key"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    path.write_text(key)
-    path.chmod(0o600)
-    return key
 
 
 _REQUIRED_CLAIMS = ["exp", "sub", "aud"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
+from pathlib import Path
+
 import httpx
 
-from gateway.auth import DEV_ISSUER, Authenticator, HS256Verifier, JWKSCache, JWKSVerifier, load_dev_key
+from gateway.auth import DEV_ISSUER, Authenticator, HS256Verifier, JWKSCache, JWKSVerifier
 from gateway.crypto import key_ring_for
 from gateway.keys import OperatorKeyDirectory, UserKeyDirectory
 from gateway.settings import Settings
@@ -86,6 +89,18 @@ def build_store(settings: Settings) -> Store:
 
         return SupabaseStore(settings.supabase_url, settings.supabase_service_role_key.get_secret_value())
     return SQLiteStore(settings.gateway_data_dir / "gateway.sqlite3")
+
+
+def load_dev_key(data_dir: Path) -> str:
+    """The development signing key, created once under the data dir so tokens survive restarts."""
+    path = data_dir / "dev-signing-key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
 
 
 def build_auth(settings: Settings) -> Authenticator:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from providers.base import ChatRequest
 from providers.catalog import Catalog, ModelSpec, UnknownModel
 from providers.router import MidstreamPolicy, Router
+from providers.segments import KeyResolver
 from sessions.allowance import Allowances
 from sessions.errors import GatewayError, fail, stream_not_found
 from sessions.events import Draining
@@ -104,11 +105,9 @@ class SessionManager:
             raise fail("unknown_model", f"unknown model {exc.args[0]!r}") from None
         return list({m.id: m for m in chain}.values())  # drop repeats, keep order
 
-    async def start(self, user_id: str, params: StartParams) -> StreamSession:
-        if self.draining:
-            raise fail("draining", "the server is restarting; reconnect shortly")
+    async def _usable_chain(self, user_id: str, params: StartParams, resolver: KeyResolver) -> list[ModelSpec]:
+        """The chain without the models the user has no key for."""
         chain = self.resolve_chain(params.model, params.fallbacks)
-        resolver = await self.keys.resolver_for(user_id)
         usable = [m for m in chain if await resolver.credential(m.provider) is not None]
         if not usable:
             raise fail(
@@ -116,6 +115,13 @@ class SessionManager:
             )
         if usable[0].id != chain[0].id and chain[0].provider not in {m.provider for m in usable}:
             log.info("chain shortened", extra={"user_id": user_id, "model": chain[0].id, "using": usable[0].id})
+        return usable
+
+    async def start(self, user_id: str, params: StartParams) -> StreamSession:
+        if self.draining:
+            raise fail("draining", "the server is restarting; reconnect shortly")
+        resolver = await self.keys.resolver_for(user_id)
+        usable = await self._usable_chain(user_id, params, resolver)
         remaining = await self.budget.remaining_usd(user_id)
         if remaining is not None and remaining <= 0:
             raise fail("budget_exceeded", "your spend cap is reached")

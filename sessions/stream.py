@@ -13,6 +13,7 @@ from typing import Literal, cast
 from providers import events as provider_events
 from providers.base import ChatRequest
 from providers.catalog import ModelSpec
+from providers.errors import RateLimited
 from providers.events import TextDelta, Usage
 from providers.pricing import cost_usd, estimate_tokens
 from providers.router import (
@@ -51,6 +52,13 @@ CancelReason = Literal["client", "disconnect", "drain", "budget", "shutdown"]
 TICK_EVERY = 32
 # How many deltas may be parsed back to back before the loop lets the writers run.
 YIELD_EVERY = 16
+
+
+def failed_event(exc: AllModelsFailed) -> Error:
+    """The `error` that ends a stream no model answered; it passes on when the last provider said to retry."""
+    attempts = tuple(Tried(a.model, a.reason) for a in exc.attempts)
+    retry_after = exc.final.retry_after if isinstance(exc.final, RateLimited) else None
+    return Error(exc.code, f"every model failed: {exc}", exc.retryable, attempts, retry_after_s=retry_after)
 
 
 class StreamSession:
@@ -162,16 +170,9 @@ class StreamSession:
                 self.emit(Done(finish, tuple(segments)))
         except AllModelsFailed as exc:
             error_code = exc.code
-            attempts = tuple(Tried(a.model, a.reason) for a in exc.attempts)
-            self.emit(Error(error_code, f"every model failed: {exc}", exc.retryable, attempts))
+            self.emit(failed_event(exc))
         except asyncio.CancelledError:
-            status = "budget_exceeded" if self.cancel_reason == "budget" else "cancelled"
-            if self.cancel_reason == "budget":
-                error_code = "budget_exceeded"
-                self.emit(Error("budget_exceeded", "your spend cap was reached"))
-            else:
-                finish = "cancelled"
-                self.emit(Done(finish, tuple(segments)))
+            status, finish, error_code = self._stopped(segments)
             if self.cancel_reason is None:  # cancelled by the loop itself (shutdown): keep propagating
                 self._finish(status, finish, error_code, segments)
                 raise
@@ -180,6 +181,14 @@ class StreamSession:
             await events.aclose()
             if self.record is None:
                 self._finish(status, finish, error_code, segments)
+
+    def _stopped(self, segments: list[Segment]) -> tuple[StreamStatus, str | None, str | None]:
+        """The stream was stopped: its last event says how. Returns (status, finish reason, error code)."""
+        if self.cancel_reason == "budget":
+            self.emit(Error("budget_exceeded", "your spend cap was reached"))
+            return "budget_exceeded", None, "budget_exceeded"
+        self.emit(Done("cancelled", tuple(segments)))
+        return "cancelled", "cancelled", None
 
     def _tick(self, segments: list[Segment], seg_chars: int) -> bool:
         """Running cost while streaming: settled segments plus an estimate for the live one. True: over budget."""

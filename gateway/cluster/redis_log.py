@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
@@ -194,37 +195,56 @@ class RedisLogMirror:
         closing, self._closing = self._closing, set()
         dirty, self._dirty = self._dirty, set()
         pipe = self.redis.pipeline(transaction=False)
-        plan: list[tuple[str, bool]] = []
-        for sid in dict.fromkeys([*dirty, *pending, *closing]):
-            st = self._streams.get(sid)
-            if st is None:
-                continue
-            if sid in dirty:
-                mode, entries, ends = "reset", st.log.kept(), st.closed_at is not None
-            else:
-                mode, entries, ends = ("append" if st.written else "first"), pending.get(sid, []), sid in closing
-            parts: list[bytes] = []
-            for e in entries:
-                parts += (e.name.encode(), b" %d\n" % len(e.data), e.data)
-            pipe.evalsha(
-                self._sha,
-                2,
-                self.keys.log(sid),
-                self.keys.meta(sid),
-                mode,
-                self.max_events,
-                self.ttl_s,
-                *((st.user_id, self.instance_id, st.client_id) if mode != "append" else ("", "", "")),
-                entries[0].seq if entries else 0,
-                st.last_seq if ends else "",
-                b"".join(parts),
-            )
-            plan.append((sid, ends))
+        queued = (
+            self._write(pipe, sid, pending, closing, dirty) for sid in dict.fromkeys([*dirty, *pending, *closing])
+        )
+        plan = [step for step in queued if step is not None]
         try:
             results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError, asyncio.CancelledError):
             self._dirty.update(sid for sid, _ in plan)
             raise
+        failure, missing_script = self._settle(plan, results)
+        if missing_script and reload:
+            # A restarted Redis forgot the script (and the logs with it): load it and rewrite now.
+            await self.redis.script_load(_WRITE)
+            await self.flush(reload=False)
+        if self._dirty:
+            self._wake.set()
+        if failure is not None:
+            raise failure
+
+    def _write(
+        self, pipe: Any, sid: str, pending: dict[str, list[LogEntry]], closing: set[str], dirty: set[str]
+    ) -> tuple[str, bool] | None:
+        """Queue one stream's write on the pipeline: (stream id, whether it ends the stream), or None."""
+        st = self._streams.get(sid)
+        if st is None:
+            return None
+        if sid in dirty:
+            mode, entries, ends = "reset", st.log.kept(), st.closed_at is not None
+        else:
+            mode, entries, ends = ("append" if st.written else "first"), pending.get(sid, []), sid in closing
+        parts: list[bytes] = []
+        for e in entries:
+            parts += (e.name.encode(), b" %d\n" % len(e.data), e.data)
+        pipe.evalsha(
+            self._sha,
+            2,
+            self.keys.log(sid),
+            self.keys.meta(sid),
+            mode,
+            self.max_events,
+            self.ttl_s,
+            *((st.user_id, self.instance_id, st.client_id) if mode != "append" else ("", "", "")),
+            entries[0].seq if entries else 0,
+            st.last_seq if ends else "",
+            b"".join(parts),
+        )
+        return sid, ends
+
+    def _settle(self, plan: list[tuple[str, bool]], results: list[Any]) -> tuple[Exception | None, bool]:
+        """What each write did: (the first failure, whether Redis had forgotten the script)."""
         failure: Exception | None = None
         missing_script = False
         for i, (sid, ends) in enumerate(plan):
@@ -241,14 +261,7 @@ class RedisLogMirror:
             st.written = True
             if ends:
                 del self._streams[sid]
-        if missing_script and reload:
-            # A restarted Redis forgot the script (and the logs with it): load it and rewrite now.
-            await self.redis.script_load(_WRITE)
-            await self.flush(reload=False)
-        if self._dirty:
-            self._wake.set()
-        if failure is not None:
-            raise failure
+        return failure, missing_script
 
     def _forget_expired(self) -> None:
         """Streams that ended longer ago than the shared copy would live are not worth rewriting."""

@@ -84,7 +84,8 @@ class Answer:
         elif isinstance(ev, Done):
             self.done = ev
         elif isinstance(ev, Error):
-            self.error = GatewayError(kind_of(ev.code), ev.code, ev.message, retryable=ev.retryable)
+            kind = kind_of(ev.code)
+            self.error = GatewayError(kind, ev.code, ev.message, retryable=ev.retryable, retry_after_s=ev.retry_after_s)
         elif isinstance(ev, Draining):
             self.error = fail("draining", ev.message)
 
