@@ -37,8 +37,11 @@ class Started:
         return {"model": self.model, "provider": self.provider}
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Delta:
+    """The one event made per token: slotted but not frozen, because a frozen dataclass's constructor costs half
+    as much again (it sets each field through `object.__setattr__`). Treat it as immutable all the same."""
+
     TYPE: ClassVar[str] = "delta"
     text: str
 

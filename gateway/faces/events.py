@@ -13,16 +13,11 @@ from sessions.log import LogEntry
 
 class EventFrames:
     def __init__(self, stream_id: str, client_id: str | None) -> None:
-        self._sid = stream_id.encode()
+        self._id_prefix = stream_id.encode() + b":"
         self._client_id = client_id
 
     def events(self, batch: Sequence[LogEntry]) -> bytes | None:
-        # All events of a batch in one body chunk: tokens that arrived together are sent together.
-        parts: list[bytes] = []
-        sid = self._sid
-        for e in batch:
-            parts += sse.event(e.name.encode(), e.data, b"%s:%d" % (sid, e.seq))
-        return b"".join(parts)
+        return sse.log_events(batch, self._id_prefix)
 
     def failed(self, error: GatewayError) -> bytes | None:
         # Without an `id:`, so a reconnect from the last event received is refused rather than skipping events.

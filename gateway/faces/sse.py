@@ -11,6 +11,7 @@ from starlette.types import Message, Receive, Send
 
 from gateway.errors import Face, error_response
 from sessions.errors import GatewayError
+from sessions.log import LogEntry
 from sessions.pump import ChannelClosed, Watcher
 
 HEADERS: list[tuple[bytes, bytes]] = [
@@ -21,11 +22,18 @@ HEADERS: list[tuple[bytes, bytes]] = [
 PING = b": ping\n\n"
 
 
-def event(name: bytes, data: bytes, event_id: bytes | None = None) -> list[bytes]:
-    """One event's frame, as parts to join (a batch of events is joined once)."""
-    if event_id is None:
-        return [b"event: ", name, b"\ndata: ", data, b"\n\n"]
-    return [b"event: ", name, b"\nid: ", event_id, b"\ndata: ", data, b"\n\n"]
+def event(name: bytes, data: bytes) -> list[bytes]:
+    """One event's frame without an `id:` (nothing to resume from), as parts to join."""
+    return [b"event: ", name, b"\ndata: ", data, b"\n\n"]
+
+
+def log_events(batch: Sequence[LogEntry], id_prefix: bytes) -> bytes:
+    """Log entries as frames of their own `event:` name, `id: <id_prefix><seq>` and `data:`, in one chunk (tokens
+    that arrived together are sent together). On the per-token path: one tuple per event, one join."""
+    parts: list[bytes] = []
+    for e in batch:
+        parts += (b"event: ", e.name.encode(), b"\nid: ", id_prefix, str(e.seq).encode(), b"\ndata: ", e.data, b"\n\n")
+    return b"".join(parts)
 
 
 def data(payload: bytes) -> list[bytes]:
