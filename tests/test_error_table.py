@@ -18,7 +18,7 @@ from openai import AsyncOpenAI
 from gateway.auth import Principal
 from gateway.errors import TABLE, speaking, status_of
 from gateway.routes.ws import Connection
-from gateway.routes.ws_handshake import close_refused
+from gateway.socket_auth import close_refused
 from sessions.errors import CODES, KINDS, GatewayError, Kind, fail
 from tests.conftest import Live
 from tests.emulators import Emulator, Script

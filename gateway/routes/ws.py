@@ -21,9 +21,9 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from gateway.auth import Principal
 from gateway.deps import services_of
 from gateway.faces.socket import SocketChannel, SocketFrames
-from gateway.routes.ws_handshake import auth_ok, close_refused, first_frame_auth, frame_too_large, handshake
 from gateway.schemas import ChatStartFrame, describe, to_start_params
 from gateway.services import Services
+from gateway.socket_auth import auth_ok, close_refused, first_frame_auth, frame_too_large, handshake
 from sessions.errors import GatewayError, fail
 from sessions.events import Error, Refused, encode_outside
 from sessions.follow import FollowedStream

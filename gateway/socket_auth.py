@@ -1,5 +1,6 @@
-"""Who opens a socket, and whether they may: the origin, the drain, the credential in the handshake or in a first
-`auth` frame. A refusal closes the socket with the error table's code for its kind, the error code as reason."""
+"""The WebSocket handshake: who opens a socket, and whether they may (the origin, the drain, the credential in
+the handshake or in a first `auth` frame). A refusal closes the socket with the error table's code for its kind,
+the error code as reason."""
 
 from __future__ import annotations
 
