@@ -1,11 +1,12 @@
-"""The app factory: everything is built here from settings and hung on `app.state.services`."""
+"""The app factory: everything is built here from settings, in dependency order, and hung on
+`app.state.services`. What starts and stops is registered on one exit stack in the lifespan."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -13,22 +14,20 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from gateway.budgets import StoreBudgetGuard
 from gateway.bus import build_bus
-from gateway.crypto import key_ring_for
 from gateway.errors import install_error_handlers
-from gateway.keys import OperatorKeyDirectory, UserKeyDirectory
 from gateway.metrics import MeteredLedger, Metrics
+from gateway.openapi import document_json_bodies
 from gateway.routes import budget as budget_routes
 from gateway.routes import health, metrics, models, openai_compat, pages, streams, usage, ws
 from gateway.routes import keys as key_routes
 from gateway.routes import tickets as ticket_routes
 from gateway.services import Services
 from gateway.settings import Settings
-from gateway.upstreams import compatible_credentials
-from gateway.wiring import build_auth, build_catalog, build_providers, build_store
-from providers.breaker import MemoryBreaker
-from providers.router import Router
+from gateway.tickets import MemoryTicketStore
+from gateway.wiring import build_auth, build_catalog, build_keys, build_providers, build_router, build_store, limits_of
 from sessions.ledger import LedgerWriter
-from sessions.manager import Limits, SessionManager
+from sessions.manager import SessionManager
+from sessions.registry import StreamRegistry
 
 if TYPE_CHECKING:
     from gateway.cluster.wiring import Cluster
@@ -45,105 +44,95 @@ def prepare_data_dir(settings: Settings) -> None:
         log.warning("cannot create the data dir", extra={"path": str(settings.gateway_data_dir), "error": str(exc)})
 
 
+def metrics_of(streams: StreamRegistry, ledger: LedgerWriter) -> Metrics:
+    return Metrics(
+        {
+            "gateway_active_streams": ("Streams generating now.", lambda: float(streams.live_count())),
+            "gateway_ledger_backlog": ("Finished streams not yet written to the store.", lambda: float(ledger.backlog)),
+        }
+    )
+
+
 def build_services(settings: Settings) -> Services:
     prepare_data_dir(settings)
-    catalog = build_catalog(settings)
-    providers = build_providers(settings)
     store = build_store(settings)
     budgets = StoreBudgetGuard(store)
     # The spool keeps billed streams through a database outage, and across a crash, until they are written.
     ledger = LedgerWriter(store, spool_path=settings.gateway_data_dir / "ledger-spool.jsonl", observers=[budgets])
-    operator = {
-        "openai": settings.openai_api_key,
-        "anthropic": settings.anthropic_api_key,
-        "gemini": settings.gemini_api_key,
-    }
-    operator_keys = OperatorKeyDirectory(
-        {p: k.get_secret_value() for p, k in operator.items() if k is not None},
-        settings.gateway_allow_operator_keys,
-        shared=compatible_credentials(settings),
-    )
-    keys = UserKeyDirectory(store, key_ring_for(settings), operator_keys)
-    limits = Limits(
-        max_concurrent_streams=settings.gateway_max_concurrent_streams,
-        starts_per_minute=settings.gateway_starts_per_minute,
-        resume_window_s=settings.gateway_resume_window_s,
-        log_max_events=settings.gateway_stream_log_max_events,
-        log_max_bytes=settings.gateway_stream_log_max_bytes,
-    )
+    streams = StreamRegistry()
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
-    spend = build_bus(redis_url, settings.gateway_redis_prefix)
     cluster: Cluster | None = None
     if redis_url:
         from gateway.cluster.wiring import build_cluster  # redis is imported only when configured
 
-        cluster = build_cluster(settings, redis_url)
-    router = Router(
-        providers,
-        # One breaker for the whole process (with Redis, for every instance): every stream learns from every
-        # other stream's failures.
-        breaker=cluster.breaker
-        if cluster is not None
-        else MemoryBreaker(
-            settings.gateway_breaker_failures, settings.gateway_breaker_window_s, settings.gateway_breaker_cooldown_s
-        ),
-        first_token_timeout_s=settings.gateway_first_token_timeout_s,
-        inter_token_timeout_s=settings.gateway_inter_token_timeout_s,
-        request_deadline_s=settings.gateway_request_deadline_s,
-    )
-    stats = Metrics()
+        cluster = build_cluster(settings, redis_url, on_cancel=streams.cancel_local)
+    stats = metrics_of(streams, ledger)
+    providers = build_providers(settings)
+    catalog = build_catalog(settings)
+    keys = build_keys(settings, store)
+    spend = build_bus(redis_url, settings.gateway_redis_prefix)
     sessions = SessionManager(
-        router=router,
+        router=build_router(settings, providers, cluster.breaker if cluster is not None else None),
         catalog=catalog,
         keys=keys,
         ledger=MeteredLedger(ledger, stats),
         spend=spend,
         budget=budgets,
-        limits=limits,
+        limits=limits_of(settings),
         log_factory=cluster.log_for if cluster is not None else None,
         limiter=cluster.limiter if cluster is not None else None,
         remote=cluster.remote if cluster is not None else None,
-    )
-    if cluster is not None:
-        cluster.control.on_cancel = sessions.cancel_local
-    stats.gauge("gateway_active_streams", "Streams generating now.", lambda: float(sessions.live_count()))
-    stats.gauge(
-        "gateway_ledger_backlog", "Finished streams not yet written to the store.", lambda: float(ledger.backlog)
+        streams=streams,
     )
     auth = build_auth(settings)
-    services = Services(
-        settings, auth, catalog, providers, keys, store, ledger, sessions, spend=spend, budgets=budgets, metrics=stats
+    return Services(
+        settings=settings,
+        auth=auth,
+        catalog=catalog,
+        providers=providers,
+        keys=keys,
+        store=store,
+        ledger=ledger,
+        sessions=sessions,
+        spend=spend,
+        budgets=budgets,
+        metrics=stats,
+        tickets=cluster.tickets if cluster is not None else MemoryTicketStore(),
+        cluster=cluster,
+        dev_token=auth.mint_dev_token() if settings.is_dev else None,
     )
-    if cluster is not None:
-        services.cluster = cluster
-        services.tickets = cluster.tickets
-    return services
+
+
+async def run_services(services: Services, stack: AsyncExitStack) -> None:
+    """Start what starts, each registered to stop in the reverse order: running streams are drained first (the
+    ledger still takes them), the database last but for the clients the others do not need."""
+    stack.push_async_callback(services.auth.aclose)
+    stack.push_async_callback(services.tickets.aclose)
+    stack.push_async_callback(_close_providers, services)
+    await services.store.open()
+    stack.push_async_callback(services.store.aclose)
+    services.ledger.start()
+    stack.push_async_callback(services.ledger.aclose)
+    if services.cluster is not None:
+        services.cluster.start()
+        stack.push_async_callback(services.cluster.aclose)
+    await services.spend.start()
+    stack.push_async_callback(services.spend.aclose)
+    stack.push_async_callback(services.sessions.drain, services.settings.gateway_drain_deadline_s)
+
+
+async def _close_providers(services: Services) -> None:
+    await asyncio.gather(*(p.aclose() for p in services.providers.values()))
 
 
 def create_app(settings: Settings) -> FastAPI:
     services = build_services(settings)
-    if settings.is_dev:
-        services.dev_token = services.auth.mint_dev_token()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await services.store.open()
-        services.ledger.start()
-        await services.spend.start()
-        if services.cluster is not None:
-            services.cluster.start()
-        try:
+        async with AsyncExitStack() as stack:
+            await run_services(services, stack)
             yield
-        finally:
-            await services.sessions.drain(settings.gateway_drain_deadline_s)
-            await services.spend.aclose()
-            if services.cluster is not None:
-                await services.cluster.aclose()
-            await services.ledger.aclose()
-            await services.store.aclose()
-            await asyncio.gather(*(p.aclose() for p in services.providers.values()))
-            await services.tickets.aclose()
-            await services.auth.aclose()
 
     app = FastAPI(title="Agent gateway", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.services = services
@@ -162,4 +151,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ticket_routes.router)
     app.include_router(key_routes.router)
     app.include_router(budget_routes.router)
+    document_json_bodies(app)
     return app

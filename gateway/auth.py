@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import jwt
+
+from sessions.errors import GatewayError, fail
 
 if TYPE_CHECKING:
     from jwt.types import Options
@@ -43,30 +43,27 @@ class Principal:
     def is_service(self) -> bool:
         return self.role == "service_role"
 
-
-class AuthError(Exception):
-    """A refused credential. `code` is stable; the message never echoes the token."""
-
-    def __init__(self, code: str, message: str, status: int = 401) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-def load_dev_key(data_dir: Path) -> str:
-    """The development signing key, created once under the data dir so tokens survive restarts."""
-    path = data_dir / "dev-signing-key"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(48)
-    path.write_text(key)
-    path.chmod(0o600)
-    return key
+    @property
+    def has_user(self) -> bool:
+        """False for the project's service-role key, which stands for the project, not for a user."""
+        return bool(self.user_id)
 
 
 _REQUIRED_CLAIMS = ["exp", "sub", "aud"]
+
+
+# Supabase's legacy `service_role` API key is a JWT signed with the project's secret but not an access token:
+# no `sub`, no `aud`, and `iss` "supabase". It is accepted as the service role, with no user.
+SERVICE_KEY_ISSUER = "supabase"
+
+
+def looks_like_service_key(token: str) -> bool:
+    """Only routes the token to the service-key check; nothing is trusted before its signature verifies."""
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return False
+    return isinstance(claims, dict) and claims.get("role") == "service_role" and "sub" not in claims
 
 
 def _decode_options(issuer: str | None) -> Options:
@@ -92,6 +89,18 @@ class HS256Verifier:
             options=_decode_options(self.issuer),
             leeway=LEEWAY_S,
         )
+
+    def verify_service_key(self, token: str) -> dict[str, object]:
+        claims: dict[str, object] = jwt.decode(
+            token,
+            self.secret,
+            algorithms=["HS256"],
+            options={"require": ["exp", "role"], "verify_aud": False},
+            leeway=LEEWAY_S,
+        )
+        if claims.get("iss") not in (SERVICE_KEY_ISSUER, self.issuer):
+            raise jwt.InvalidIssuerError("not this project's service key")
+        return claims
 
 
 def parse_jwks(document: object) -> dict[str, jwt.PyJWK]:
@@ -163,18 +172,18 @@ class JWKSCache:
                 return found
             # Unknown kid: maybe a rotation we have not seen, maybe a forgery. Refetch, but once per cooldown.
             if self._miss_refetch_at is not None and now - self._miss_refetch_at < self._cooldown:
-                raise AuthError("unknown_key", "the token was signed with an unknown key")
+                raise fail("unknown_key", "the token was signed with an unknown key")
             self._miss_refetch_at = now
         elif (
             self._last_failed and self._attempted_at is not None and now - self._attempted_at < min(self._cooldown, 5.0)
         ):
-            raise AuthError("auth_unavailable", "the identity provider's keys cannot be fetched", 503)
+            raise fail("auth_unavailable", "the identity provider's keys cannot be fetched")
         await self._refresh()
         if not self._fresh(self._clock()):
-            raise AuthError("auth_unavailable", "the identity provider's keys cannot be fetched", 503)
+            raise fail("auth_unavailable", "the identity provider's keys cannot be fetched")
         found = self._keys.get(kid)
         if found is None:
-            raise AuthError("unknown_key", "the token was signed with an unknown key")
+            raise fail("unknown_key", "the token was signed with an unknown key")
         return found
 
     async def _refresh(self) -> None:
@@ -215,11 +224,11 @@ class JWKSVerifier:
     async def verify(self, token: str, header: dict[str, Any]) -> dict[str, object]:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise AuthError("invalid_token", "the token names no signing key (kid)")
+            raise fail("invalid_token", "the token names no signing key (kid)")
         key = await self.jwks.key(kid)
         if key.algorithm_name != header.get("alg"):
             # The key decides the algorithm, never the token's header.
-            raise AuthError("invalid_algorithm", "the token's algorithm does not match its key")
+            raise fail("invalid_algorithm", "the token's algorithm does not match its key")
         return jwt.decode(
             token,
             key.key,
@@ -237,35 +246,35 @@ class JWKSVerifier:
 def claims_to_principal(claims: dict[str, object]) -> Principal:
     role = str(claims.get("role", ""))
     if role == "anon" or (claims.get("is_anonymous") is True and role != "authenticated"):
-        raise AuthError("anon_refused", "anonymous tokens cannot use the gateway", 403)
+        raise fail("anon_refused", "anonymous tokens cannot use the gateway")
     if role not in ("authenticated", "service_role"):
-        raise AuthError("invalid_role", "the token's role is not allowed", 403)
+        raise fail("invalid_role", "the token's role is not allowed")
     sub = str(claims.get("sub", ""))
     try:
         uuid.UUID(sub)
     except ValueError:
-        raise AuthError("invalid_token", "the token's subject is not a user id") from None
+        raise fail("invalid_token", "the token's subject is not a user id") from None
     exp = claims.get("exp")
     email = claims.get("email")
     return Principal(sub, role, float(exp) if isinstance(exp, int | float) else None, str(email) if email else None)
 
 
-def map_jwt_error(exc: jwt.PyJWTError) -> AuthError:
+def map_jwt_error(exc: jwt.PyJWTError) -> GatewayError:
     if isinstance(exc, jwt.ExpiredSignatureError):
-        return AuthError("token_expired", "the token has expired")
+        return fail("token_expired", "the token has expired")
     if isinstance(exc, jwt.ImmatureSignatureError):
-        return AuthError("token_not_yet_valid", "the token is not valid yet")
+        return fail("token_not_yet_valid", "the token is not valid yet")
     if isinstance(exc, jwt.InvalidAudienceError):
-        return AuthError("invalid_audience", "the token is for another audience")
+        return fail("invalid_audience", "the token is for another audience")
     if isinstance(exc, jwt.InvalidIssuerError):
-        return AuthError("invalid_issuer", "the token is from another issuer")
+        return fail("invalid_issuer", "the token is from another issuer")
     if isinstance(exc, jwt.InvalidSignatureError):
-        return AuthError("invalid_signature", "the token's signature does not verify")
+        return fail("invalid_signature", "the token's signature does not verify")
     if isinstance(exc, jwt.InvalidAlgorithmError):
-        return AuthError("invalid_algorithm", "the token's algorithm is not accepted")
+        return fail("invalid_algorithm", "the token's algorithm is not accepted")
     if isinstance(exc, jwt.MissingRequiredClaimError):
-        return AuthError("invalid_token", f"the token lacks the {exc.claim!r} claim")
-    return AuthError("invalid_token", "the token is malformed")
+        return fail("invalid_token", f"the token lacks the {exc.claim!r} claim")
+    return fail("invalid_token", "the token is malformed")
 
 
 class Authenticator:
@@ -314,23 +323,25 @@ class Authenticator:
 
     async def _verify(self, token: str) -> Principal:
         if not token:
-            raise AuthError("missing_token", "authentication required")
+            raise fail("missing_token", "authentication required")
         if len(token) > MAX_TOKEN_CHARS:
-            raise AuthError("invalid_token", "the token is malformed")
+            raise fail("invalid_token", "the token is malformed")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise AuthError("invalid_token", "the token is malformed") from None
+            raise fail("invalid_token", "the token is malformed") from None
         alg = header.get("alg")
         if alg in ASYMMETRIC_ALGORITHMS and self._jwks is not None:
             try:
                 return claims_to_principal(await self._jwks.verify(token, header))
             except jwt.PyJWTError as exc:
                 raise map_jwt_error(exc) from None
+        if alg == "HS256" and self._verifiers and looks_like_service_key(token):
+            return self._service_key(token)
         candidates = [*self._verifiers, *([self._dev] if self._dev is not None else [])]
         if alg != "HS256" or not candidates:
-            raise AuthError("invalid_algorithm", "the token's algorithm is not accepted")
-        last: AuthError = AuthError("invalid_signature", "the token's signature does not verify")
+            raise fail("invalid_algorithm", "the token's algorithm is not accepted")
+        last: GatewayError = fail("invalid_signature", "the token's signature does not verify")
         for v in candidates:
             try:
                 return claims_to_principal(v.verify(token))
@@ -341,6 +352,19 @@ class Authenticator:
                 if not isinstance(exc, jwt.InvalidIssuerError):
                     raise last from None
         raise last
+
+    def _service_key(self, token: str) -> Principal:
+        """The project's service-role key, checked against the project's secrets (never the development key)."""
+        for v in self._verifiers:
+            try:
+                claims = v.verify_service_key(token)
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError as exc:
+                raise map_jwt_error(exc) from None
+            exp = claims.get("exp")
+            return Principal("", "service_role", float(exp) if isinstance(exp, int | float) else None)
+        raise fail("invalid_signature", "the token's signature does not verify")
 
     async def aclose(self) -> None:
         if self._jwks is not None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from gateway.stores.base import Budget, Store, StoreError, StoreUnavailable
+from gateway.stores.base import Budget, BudgetStore, StoreError, StoreUnavailable
 from sessions.records import StreamRecord
 
 log = logging.getLogger("gateway.budgets")
@@ -95,7 +95,7 @@ class StoreBudgetGuard:
 
     def __init__(
         self,
-        store: Store,
+        store: BudgetStore,
         *,
         ttl_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
@@ -168,6 +168,11 @@ class StoreBudgetGuard:
         new = _Entry(budget, today, month, day_start, month_start, self._clock(), spend is not None, unsettled)
         self._entries[user_id] = new
         return new
+
+    async def set_caps(self, user_id: str, daily_usd: Decimal | None, monthly_usd: Decimal | None) -> None:
+        """Store new caps; the next check reloads. Raises the store's errors (UnknownUser, StoreUnavailable)."""
+        await self._store.set_budget(user_id, daily_usd, monthly_usd)
+        self.forget(user_id)
 
     def forget(self, user_id: str) -> None:
         """Caps changed: the next check reloads."""

@@ -1,14 +1,26 @@
-"""FastAPI dependencies: the services bundle and the authenticated caller."""
+"""What routes share: the services bundle, who is calling (header or ticket), and the JSON body reader.
+
+Routes import their helpers from here, never from one another.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeAlias, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from pydantic import BaseModel, ValidationError
 from starlette.requests import HTTPConnection
 
-from gateway.auth import AuthError, Principal
+from gateway.auth import Principal
+from gateway.budgets import BudgetStatus
+from gateway.errors import invalid_body
 from gateway.services import Services
+from sessions.errors import fail
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def services_of(conn: HTTPConnection) -> Services:
@@ -25,6 +37,9 @@ async def get_services(conn: HTTPConnection) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
+# -- who is calling ---------------------------------------------------------------------------------------------------
+
+
 def bearer_token(conn: HTTPConnection) -> str | None:
     header = conn.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -33,11 +48,137 @@ def bearer_token(conn: HTTPConnection) -> str | None:
     return None
 
 
-async def current_user(request: Request, services: ServicesDep) -> Principal:
+def require_user(principal: Principal) -> Principal:
+    """Streams, keys and caps belong to a user: the project's service-role key (no user) cannot have them."""
+    if not principal.has_user:
+        raise fail("user_required", "this acts for a user: use a user's token, not the service-role key")
+    return principal
+
+
+async def redeem_ticket(services: Services, ticket: str) -> Principal:
+    user = await services.tickets.redeem(ticket)
+    if user.expires_at is not None and user.expires_at <= time.time():
+        raise fail("token_expired", "the token behind this ticket has expired")
+    return user
+
+
+async def current_caller(request: Request, services: ServicesDep) -> Principal:
+    """A user, or the service role (which may have no user)."""
     token = bearer_token(request)
     if token is None:
-        raise AuthError("missing_token", "send Authorization: Bearer <token>")
+        raise fail("missing_token", "send Authorization: Bearer <token>")
     return await services.auth.verify(token)
 
 
+async def current_user(caller: Annotated[Principal, Depends(current_caller)]) -> Principal:
+    return require_user(caller)
+
+
+async def caller_from_header_or_ticket(
+    request: Request, services: ServicesDep, ticket: Annotated[str | None, Query(max_length=128)] = None
+) -> Principal:
+    """The bearer header when present (the ticket is then left unused), else the ticket."""
+    token = bearer_token(request)
+    if token is not None:
+        return await services.auth.verify(token)
+    if ticket:
+        return await redeem_ticket(services, ticket)
+    raise fail("missing_token", "send Authorization: Bearer <token> or ?ticket=<ticket>")
+
+
+async def user_from_header_or_ticket(caller: Annotated[Principal, Depends(caller_from_header_or_ticket)]) -> Principal:
+    return require_user(caller)
+
+
+CurrentCaller = Annotated[Principal, Depends(current_caller)]
 CurrentUser = Annotated[Principal, Depends(current_user)]
+HeaderOrTicketCaller = Annotated[Principal, Depends(caller_from_header_or_ticket)]
+HeaderOrTicketUser = Annotated[Principal, Depends(user_from_header_or_ticket)]
+
+
+# -- the JSON body ----------------------------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, refused as soon as it passes `limit` bytes (declared or sent)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise fail("request_too_large", f"the request body is over {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise fail("request_too_large", f"the request body is over {limit} bytes")
+    return bytes(body)
+
+
+class BodyLimit:
+    """Mixed into a body model to give it its own size limit (else the gateway's frame limit applies)."""
+
+    max_body_bytes: ClassVar[int]
+
+
+_readers: dict[type[BaseModel], Callable[..., Awaitable[Any]]] = {}
+
+
+def json_body(model: type[M]) -> Callable[..., Awaitable[M]]:
+    """The dependency that reads, parses (once) and validates a body into `model`; one per model."""
+    found = _readers.get(model)
+    if found is not None:
+        return found
+
+    async def read(request: Request, services: ServicesDep) -> M:
+        limit = getattr(model, "max_body_bytes", None) or services.settings.gateway_max_frame_bytes
+        raw = await read_body(request, limit)
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as exc:
+            raise invalid_body(list(exc.errors())) from None
+
+    read.body_model = model  # type: ignore[attr-defined]  # read by gateway.openapi to document the body
+    _readers[model] = read
+    return read
+
+
+if TYPE_CHECKING:
+    T = TypeVar("T")
+    JsonBody: TypeAlias = Annotated[T, "json body"]
+else:
+
+    class JsonBody:
+        """`body: JsonBody[Model]`: the request body as `Model`, read with the size limit, declared in OpenAPI."""
+
+        def __class_getitem__(cls, model: type[BaseModel]) -> Any:
+            return Annotated[model, Depends(json_body(model))]
+
+
+# -- spend caps -------------------------------------------------------------------------------------------------------
+
+
+async def budget_status(services: Services, user_id: str) -> BudgetStatus:
+    """Caps and spend as the budget guard holds streams to them (including streams the ledger took but the
+    database does not have yet)."""
+    status = await services.budgets.status(user_id)
+    if status is None:
+        raise fail("store_unavailable", "spend cannot be read right now; try again shortly")
+    return status
+
+
+def budget_json(status: BudgetStatus, *, spent_prefix: str = "", floor: bool = False) -> dict[str, Any]:
+    """`GET /v1/budget` names the spend `today_usd`/`month_usd`; the usage report says `spent_today_usd`/... and
+    never shows a negative remainder."""
+    b = status.budget
+    remaining = status.remaining_usd
+    if floor and remaining is not None:
+        remaining = max(Decimal(0), remaining)
+    return {
+        "daily_usd": _money(b.daily_usd if b else None),
+        "monthly_usd": _money(b.monthly_usd if b else None),
+        f"{spent_prefix}today_usd": str(status.today_usd),
+        f"{spent_prefix}month_usd": str(status.month_usd),
+        "remaining_usd": _money(remaining),
+    }
+
+
+def _money(v: Decimal | None) -> str | None:
+    return None if v is None else str(v)

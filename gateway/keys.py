@@ -8,9 +8,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from gateway.crypto import CryptoError, KeyRing, mask
-from gateway.stores.base import KeyInfo, Store, StoredSecret, StoreUnavailable
+from gateway.stores.base import KeyInfo, SecretStore, StoredSecret, StoreUnavailable
 from providers.base import Credential
-from sessions.manager import SessionError
+from sessions.errors import fail
 
 log = logging.getLogger("gateway.keys")
 
@@ -79,12 +79,7 @@ class UserKeyResolver:
         if cred is None:
             cred = await self._fallback.credential(provider)
             if cred is None and self._store_error is not None:
-                raise SessionError(
-                    "keys_unavailable",
-                    "your stored keys cannot be read right now; try again shortly",
-                    status=503,
-                    retryable=True,
-                )
+                raise fail("keys_unavailable", "your stored keys cannot be read right now; try again shortly")
         self._creds[provider] = cred
         return cred
 
@@ -124,7 +119,7 @@ class UserKeyDirectory:
 
     def __init__(
         self,
-        store: Store,
+        store: SecretStore,
         ring: KeyRing,
         operator: OperatorKeyDirectory,
         *,

@@ -22,8 +22,11 @@ def _fmt(labels: Labels) -> str:
     return "{" + inner + "}"
 
 
+Gauge = tuple[str, Callable[[], float]]  # help text, how to read it
+
+
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, gauges: dict[str, Gauge] | None = None) -> None:
         self.streams: dict[Labels, int] = defaultdict(int)
         self.tokens: dict[Labels, int] = defaultdict(int)
         self.cost: dict[Labels, Decimal] = defaultdict(Decimal)
@@ -31,10 +34,7 @@ class Metrics:
         self.upstream_errors: dict[Labels, int] = defaultdict(int)
         self.ttft_counts = [0] * (len(TTFT_BUCKETS) + 1)
         self.ttft_sum = 0.0
-        self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
-
-    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        self.gauges[name] = (help_text, read)
+        self.gauges: dict[str, Gauge] = dict(gauges or {})
 
     def observe(self, rec: StreamRecord) -> None:
         self.streams[(("status", rec.status), ("model", rec.requested_model))] += 1

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from gateway.crypto import CryptoError, KeyRing, key_ring_for
 from gateway.settings import SettingsError, load_settings
-from gateway.stores.base import Store, StoreError, StoreUnavailable
+from gateway.stores.base import SecretStore, StoreError, StoreUnavailable
 from gateway.wiring import build_store
 
 
@@ -28,7 +28,7 @@ class RotationReport:
     failed: list[str] = field(default_factory=list)
 
 
-async def rotate(store: Store, ring: KeyRing, *, dry_run: bool = False) -> RotationReport:
+async def rotate(store: SecretStore, ring: KeyRing, *, dry_run: bool = False) -> RotationReport:
     report = RotationReport()
     for row in await store.all_secrets():
         report.total += 1

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from providers.base import ChatRequest, ContentPart, ImagePart, Message, TextPart, ToolCall, ToolSpec
+from sessions.errors import fail
 from sessions.manager import StartParams
 
 
@@ -73,13 +74,6 @@ class ChatStartFrame(ChatBody):
     id: str = Field(min_length=1, max_length=128)
 
 
-class InputTooLarge(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 def _content(m: InMessage) -> str | tuple[ContentPart, ...]:
     if m.content is None or isinstance(m.content, str):
         return m.content or ""
@@ -88,7 +82,7 @@ def _content(m: InMessage) -> str | tuple[ContentPart, ...]:
 
 def to_chat_request(body: ChatBody, *, max_messages: int, max_prompt_chars: int) -> ChatRequest:
     if len(body.messages) > max_messages:
-        raise InputTooLarge("too_many_messages", f"at most {max_messages} messages")
+        raise fail("too_many_messages", f"at most {max_messages} messages")
     msgs = tuple(
         Message(
             "system" if m.role == "developer" else m.role,
@@ -99,7 +93,7 @@ def to_chat_request(body: ChatBody, *, max_messages: int, max_prompt_chars: int)
         for m in body.messages
     )
     if sum(len(m.text()) for m in msgs) > max_prompt_chars:
-        raise InputTooLarge("prompt_too_large", f"the prompt is over {max_prompt_chars} characters")
+        raise fail("prompt_too_large", f"the prompt is over {max_prompt_chars} characters")
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     tools = tuple(ToolSpec(t.function.name, t.function.description, t.function.parameters) for t in body.tools or ())
     return ChatRequest(msgs, body.max_tokens, body.temperature, stop, tools)
@@ -111,8 +105,8 @@ def to_start_params(body: ChatBody, client_id: str | None, *, max_messages: int,
     return StartParams(client_id, body.model, fallbacks, request, body.on_midstream_failure)
 
 
-def describe(exc: ValidationError) -> str:
-    """A short, stable description of what is wrong with a frame, without echoing its content."""
+def describe(exc: ValidationError, what: str = "frame") -> str:
+    """A short, stable description of what is wrong with a frame (or body), without echoing its content."""
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "frame"
+    where = ".".join(str(p) for p in first["loc"]) or what
     return f"{where}: {first['msg']}"

@@ -1,8 +1,9 @@
-"""Everything `create_app` builds, in one typed bundle hung on `app.state.services`."""
+"""Everything `create_app` builds, in one typed bundle hung on `app.state.services`: built once, in dependency
+order, never changed afterwards."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from gateway.auth import Authenticator
@@ -12,7 +13,7 @@ from gateway.keys import UserKeyDirectory
 from gateway.metrics import Metrics
 from gateway.settings import Settings
 from gateway.stores.base import Store
-from gateway.tickets import MemoryTicketStore, TicketStore
+from gateway.tickets import TicketStore
 from providers.base import Provider
 from providers.catalog import Catalog
 from sessions.ledger import LedgerWriter
@@ -22,20 +23,19 @@ if TYPE_CHECKING:
     from gateway.cluster.wiring import Cluster
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Services:
     settings: Settings
     auth: Authenticator
     catalog: Catalog
     providers: dict[str, Provider]
     keys: UserKeyDirectory
-    store: Store
+    store: Store  # routes read usage from it; everything else takes its own role of it
     ledger: LedgerWriter
     sessions: SessionManager
     spend: SpendBus
-    dev_token: str | None = None
-    budgets: StoreBudgetGuard | None = None
-    metrics: Metrics = field(default_factory=Metrics)
-    tickets: TicketStore = field(default_factory=MemoryTicketStore)  # a shared store replaces it for several instances
-    extras: dict[str, object] = field(default_factory=dict)
-    cluster: Cluster | None = None  # with REDIS_URL: what this instance shares with the others
+    budgets: StoreBudgetGuard
+    metrics: Metrics
+    tickets: TicketStore  # in memory, or shared through Redis with several instances
+    cluster: Cluster | None  # with REDIS_URL: what this instance shares with the others
+    dev_token: str | None  # development only: a token for the local user, printed at start

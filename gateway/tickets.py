@@ -18,7 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.auth import AuthError, Principal
+from gateway.auth import Principal
+from sessions.errors import fail
 
 TICKET_PREFIX = "tk_"
 
@@ -37,7 +38,7 @@ class TicketStore(Protocol):
         ...
 
     async def redeem(self, ticket: str) -> Principal:
-        """The ticket's principal, exactly once. Raises AuthError `invalid_ticket`, `ticket_used` or
+        """The ticket's principal, exactly once. Raises (`unauthorized`) `invalid_ticket`, `ticket_used` or
         `ticket_expired`."""
         ...
 
@@ -72,16 +73,16 @@ class MemoryTicketStore:
 
     async def redeem(self, ticket: str) -> Principal:
         if not ticket.startswith(TICKET_PREFIX) or len(ticket) > 128:
-            raise AuthError("invalid_ticket", "the ticket is not valid")
+            raise fail("invalid_ticket", "the ticket is not valid")
         entry = self._entries.get(ticket_digest(ticket))
         if entry is None:
-            raise AuthError("invalid_ticket", "the ticket is not valid")
+            raise fail("invalid_ticket", "the ticket is not valid")
         if entry.used:
-            raise AuthError("ticket_used", "the ticket was already used; get a new one")
+            raise fail("ticket_used", "the ticket was already used; get a new one")
         # Marked used before anything else can run: single use even under concurrent redeems.
         entry.used = True
         if self._clock() >= entry.expires_at:
-            raise AuthError("ticket_expired", "the ticket has expired; get a new one")
+            raise fail("ticket_expired", "the ticket has expired; get a new one")
         return entry.principal
 
     def knows(self, ticket: str) -> bool:

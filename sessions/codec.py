@@ -6,11 +6,10 @@ Money travels as strings so no float ever touches a cost.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, cast
 
-from providers.events import Usage
 from providers.segments import Segment
+from sessions.events import segment_from_json, segment_json
 from sessions.records import StreamRecord, StreamStatus
 
 
@@ -19,22 +18,15 @@ class RecordDecodeError(ValueError):
 
 
 def segment_to_dict(s: Segment) -> dict[str, Any]:
-    return {
-        "segment": s.number,
-        "provider": s.provider,
-        "model": s.model,
-        "status": s.status,
-        "reason": s.reason,
-        "input_tokens": s.usage.input_tokens,
-        "output_tokens": s.usage.output_tokens,
-        "cached_input_tokens": s.usage.cached_input_tokens,
-        "reasoning_tokens": s.usage.reasoning_tokens,
-        "cost_usd": str(s.cost_usd),
-        "estimated": s.estimated,
-        "chars": s.chars,
-        "ttft_ms": s.ttft_ms,
-        "duration_ms": s.duration_ms,
-    }
+    """The one segment encoding, plus what only the ledger keeps."""
+    return {**segment_json(s), "chars": s.chars, "duration_ms": s.duration_ms}
+
+
+def segment_from_dict(d: dict[str, Any]) -> Segment:
+    s = segment_from_json(d)
+    s.chars = int(d.get("chars", 0))
+    s.duration_ms = float(d["duration_ms"])
+    return s
 
 
 def record_to_dict(r: StreamRecord) -> dict[str, Any]:
@@ -64,27 +56,7 @@ def record_to_dict(r: StreamRecord) -> dict[str, Any]:
 
 def record_from_dict(d: dict[str, Any]) -> StreamRecord:
     try:
-        segments = [
-            Segment(
-                number=int(s["segment"]),
-                model=str(s["model"]),
-                provider=str(s["provider"]),
-                status=s["status"],
-                reason=s.get("reason"),
-                usage=Usage(
-                    int(s["input_tokens"]),
-                    int(s["output_tokens"]),
-                    int(s["cached_input_tokens"]),
-                    int(s["reasoning_tokens"]),
-                ),
-                estimated=bool(s["estimated"]),
-                cost_usd=Decimal(s["cost_usd"]),
-                chars=int(s.get("chars", 0)),
-                ttft_ms=None if s.get("ttft_ms") is None else float(s["ttft_ms"]),
-                duration_ms=float(s["duration_ms"]),
-            )
-            for s in d["segments"]
-        ]
+        segments = [segment_from_dict(s) for s in d["segments"]]
         return StreamRecord(
             stream_id=str(d["stream_id"]),
             user_id=str(d["user_id"]),

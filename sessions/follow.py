@@ -1,6 +1,7 @@
 """What a client follows: a stream's events, however far away the stream runs.
 
-Routes serve any `FollowedStream` the same way: check the cursor, hold it open while following its log, stop it.
+Every face follows any `FollowedStream` the same way, through the pump (`sessions.pump`): check the cursor, hold
+it while following its log, stop it.
 A stream running in this process is a `LocalStream`; a stream owned by another instance is found through
 `RemoteStreams` (with several instances sharing state), which also tells an owner whether a client elsewhere
 is following one of its streams.

@@ -11,20 +11,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-
-class LimitExceeded(Exception):
-    """A start refused by a limit. `code` is stable and documented (`too_many_streams`, `rate_limited`)."""
-
-    def __init__(self, code: str, message: str, retry_after_s: float | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retry_after_s = retry_after_s
+from sessions.errors import fail
 
 
 class UserLimiter(Protocol):
     async def admit(self, user_id: str) -> None:
-        """Count one stream start for the user, or raise LimitExceeded and count nothing."""
+        """Count one stream start for the user, or raise a `limited` GatewayError (`too_many_streams`,
+        `rate_limited` with `retry_after_s`) and count nothing."""
         ...
 
     def release(self, user_id: str) -> None:
@@ -57,9 +50,9 @@ class MemoryUserLimiter:
                 starts.popleft()
         # Concurrency first: a start refused for it must not use up the per-minute allowance.
         if self._running.get(user_id, 0) >= self.max_concurrent:
-            raise LimitExceeded("too_many_streams", f"at most {self.max_concurrent} concurrent streams")
+            raise fail("too_many_streams", f"at most {self.max_concurrent} concurrent streams")
         if starts is not None and len(starts) >= self.starts_per_minute:
-            raise LimitExceeded(
+            raise fail(
                 "rate_limited", f"at most {self.starts_per_minute} streams a minute", retry_after_s=starts[0] + 60 - now
             )
         self._starts.setdefault(user_id, deque()).append(now)

@@ -1,4 +1,4 @@
-"""Per-stream event log: a bounded ring of serialized events with strictly increasing `seq`.
+"""Per-stream event log: a bounded ring of events with strictly increasing `seq`, each kept typed and encoded.
 
 Every subscriber (WebSocket forwarder, SSE response, a resumed client) reads from the log with its own
 cursor, so a reconnecting client replays exactly what it missed. Events are serialized once, at append.
@@ -10,21 +10,33 @@ import asyncio
 import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Protocol
 
+from sessions.errors import resume_too_old
+from sessions.events import Event, decode
 
-@dataclass(slots=True, frozen=True)
+
 class LogEntry:
-    seq: int
-    name: str
-    data: bytes  # the event as JSON
+    """One event: its `seq`, its type name, its JSON bytes and the typed event. An entry read from another
+    instance's log arrives as bytes and is decoded (once) only if a face asks for the typed event."""
 
+    __slots__ = ("_event", "data", "name", "seq")
 
-class ResumeTooOld(Exception):
-    """The events after the client's cursor were already dropped from the bounded log."""
+    def __init__(self, seq: int, name: str, data: bytes, event: Event | None = None) -> None:
+        self.seq = seq
+        self.name = name
+        self.data = data
+        self._event = event
 
-    code = "resume_too_old"
+    @property
+    def event(self) -> Event:
+        ev = self._event
+        if ev is None:
+            ev = self._event = decode(self.data)
+        return ev
+
+    def __repr__(self) -> str:
+        return f"LogEntry({self.seq}, {self.name!r})"
 
 
 class EventLog(Protocol):
@@ -34,12 +46,14 @@ class EventLog(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    def append(self, name: str, data: bytes) -> None: ...
+    def append(self, event: Event, data: bytes) -> None:
+        """`data` is `event` as JSON (made by the stream's encoder, with this entry's seq)."""
+        ...
 
     def close(self) -> None: ...
 
     async def check_cursor(self, after_seq: int) -> None:
-        """Raise ResumeTooOld if events after `after_seq` were already dropped."""
+        """Raise `resume_too_old` if events after `after_seq` were already dropped."""
         ...
 
     def follow(self, after_seq: int = 0) -> AsyncIterator[list[LogEntry]]: ...
@@ -69,11 +83,11 @@ class MemoryEventLog:
     def closed(self) -> bool:
         return self._closed
 
-    def append(self, name: str, data: bytes) -> None:
+    def append(self, event: Event, data: bytes) -> None:
         # A right-sized copy: orjson's output keeps its whole 4 KiB working buffer, which a log holding
         # thousands of events per stream would multiply into megabytes.
         data = bytes(memoryview(data))
-        self._entries.append(LogEntry(self._next_seq, name, data))
+        self._entries.append(LogEntry(self._next_seq, event.TYPE, data, event))
         self._next_seq += 1
         self._bytes += len(data)
         while len(self._entries) > self._max_events or (self._bytes > self._max_bytes and len(self._entries) > 1):
@@ -99,7 +113,7 @@ class MemoryEventLog:
             return []
         first = self._entries[0].seq if self._entries else self._next_seq
         if after_seq + 1 < first:
-            raise ResumeTooOld(f"events after seq {after_seq} are no longer kept (oldest kept is {first})")
+            raise resume_too_old(f"events after seq {after_seq} are no longer kept (oldest kept is {first})")
         start = after_seq + 1 - first
         return [self._entries[i] for i in range(start, len(self._entries))]
 

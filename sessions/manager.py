@@ -12,11 +12,15 @@ from dataclasses import dataclass
 from providers.base import ChatRequest
 from providers.catalog import Catalog, ModelSpec, UnknownModel
 from providers.router import MidstreamPolicy, Router
+from providers.segments import KeyResolver
 from sessions.allowance import Allowances
+from sessions.errors import GatewayError, fail, stream_not_found
+from sessions.events import Draining
 from sessions.follow import FollowedStream, LocalStream, RemoteStreams
-from sessions.limits import LimitExceeded, MemoryUserLimiter, UserLimiter
+from sessions.limits import MemoryUserLimiter, UserLimiter
 from sessions.log import EventLog, MemoryEventLog
 from sessions.ports import BudgetGuard, KeyDirectory, LedgerSink, NoBudget, NullSpend, SpendPublisher
+from sessions.registry import StreamRegistry
 from sessions.stream import StreamSession
 
 log = logging.getLogger("gateway.sessions")
@@ -26,17 +30,6 @@ WATCH_POLL_S = 2.0
 
 # Builds a stream's event log from its stream id, user id and client id.
 LogFactory = Callable[[str, str, str | None], EventLog]
-
-
-class SessionError(Exception):
-    """A stream could not be started or found. `code` is stable and documented."""
-
-    def __init__(self, code: str, message: str, *, status: int = 400, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.retryable = retryable
 
 
 @dataclass(slots=True, frozen=True)
@@ -75,6 +68,7 @@ class SessionManager:
         log_factory: LogFactory | None = None,
         limiter: UserLimiter | None = None,
         remote: RemoteStreams | None = None,
+        streams: StreamRegistry | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.router = router
@@ -91,7 +85,7 @@ class SessionManager:
             limits.max_concurrent_streams, limits.starts_per_minute, clock=clock
         )
         self.remote = remote
-        self._sessions: dict[str, StreamSession] = {}
+        self.streams = streams if streams is not None else StreamRegistry()
         self._allowances = Allowances()
         self._checks: set[asyncio.Task[None]] = set()
         # A running stream nobody follows is cancelled when its abandon timer fires (the resume window);
@@ -108,34 +102,37 @@ class SessionManager:
             rest = fallbacks if fallbacks is not None else first.fallbacks
             chain = [first, *(self.catalog.resolve(m) for m in rest)]
         except UnknownModel as exc:
-            raise SessionError("unknown_model", f"unknown model {exc.args[0]!r}", status=404) from None
+            raise fail("unknown_model", f"unknown model {exc.args[0]!r}") from None
         return list({m.id: m for m in chain}.values())  # drop repeats, keep order
 
-    async def start(self, user_id: str, params: StartParams) -> StreamSession:
-        if self.draining:
-            raise SessionError("draining", "the server is restarting; reconnect shortly", status=503, retryable=True)
+    async def _usable_chain(self, user_id: str, params: StartParams, resolver: KeyResolver) -> list[ModelSpec]:
+        """The chain without the models the user has no key for."""
         chain = self.resolve_chain(params.model, params.fallbacks)
-        resolver = await self.keys.resolver_for(user_id)
         usable = [m for m in chain if await resolver.credential(m.provider) is not None]
         if not usable:
-            raise SessionError(
-                "no_key",
-                f"no usable key for {chain[0].provider!r}: store one with PUT /v1/keys/{chain[0].provider}",
-                status=403,
+            raise fail(
+                "no_key", f"no usable key for {chain[0].provider!r}: store one with PUT /v1/keys/{chain[0].provider}"
             )
         if usable[0].id != chain[0].id and chain[0].provider not in {m.provider for m in usable}:
             log.info("chain shortened", extra={"user_id": user_id, "model": chain[0].id, "using": usable[0].id})
+        return usable
+
+    async def start(self, user_id: str, params: StartParams) -> StreamSession:
+        if self.draining:
+            raise fail("draining", "the server is restarting; reconnect shortly")
+        resolver = await self.keys.resolver_for(user_id)
+        usable = await self._usable_chain(user_id, params, resolver)
         remaining = await self.budget.remaining_usd(user_id)
         if remaining is not None and remaining <= 0:
-            raise SessionError("budget_exceeded", "your spend cap is reached", status=402)
+            raise fail("budget_exceeded", "your spend cap is reached")
         share = self._allowances.share(user_id, remaining) if remaining is not None else None
         try:
             await self.limiter.admit(user_id)
-        except LimitExceeded as exc:
+        except GatewayError as exc:
             if share is not None:
                 self._allowances.release(user_id)
             log.info("stream refused", extra={"user_id": user_id, "code": exc.code})
-            raise SessionError(exc.code, exc.message, status=429, retryable=True) from None
+            raise
         sid = new_stream_id()
         try:
             session = StreamSession(
@@ -158,7 +155,7 @@ class SessionManager:
             if share is not None:
                 self._allowances.release(user_id)
             raise
-        self._sessions[sid] = session
+        self.streams.add(session)
         session.start()
         log.info(
             "stream start",
@@ -169,34 +166,26 @@ class SessionManager:
     # -- finding and attaching --------------------------------------------------
 
     def get(self, stream_id: str, user_id: str) -> StreamSession:
-        s = self._sessions.get(stream_id)
+        s = self.streams.get(stream_id)
         # Another user's stream looks exactly like a missing one.
         if s is None or s.user_id != user_id:
-            raise SessionError("stream_not_found", "no such stream", status=404)
+            raise stream_not_found()
         return s
 
     async def find(self, stream_id: str, user_id: str) -> FollowedStream:
         """The user's stream to follow or stop: running here, or (with several instances) on another one."""
-        s = self._sessions.get(stream_id)
+        s = self.streams.get(stream_id)
         if s is None and self.remote is not None:
             found = await self.remote.locate(stream_id, user_id)
             if found is not None:
                 return found
         if s is None or s.user_id != user_id:
-            raise SessionError("stream_not_found", "no such stream", status=404)
+            raise stream_not_found()
         return LocalStream(s, self)
 
     def following(self, session: StreamSession) -> LocalStream:
         """A stream just started here, as something to follow."""
         return LocalStream(session, self)
-
-    def cancel_local(self, stream_id: str, user_id: str) -> bool:
-        """Stop a stream of this instance for its user (a stop sent to another instance lands here)."""
-        s = self._sessions.get(stream_id)
-        if s is None or s.user_id != user_id or not s.cancel("client"):
-            return False
-        log.info("stream stopped from another instance", extra={"stream_id": stream_id, "user_id": user_id})
-        return True
 
     def attach(self, session: StreamSession) -> None:
         session.subscribers += 1
@@ -264,13 +253,13 @@ class SessionManager:
         timer = self._forget_at.pop(stream_id, None)
         if timer is not None:
             timer.cancel()
-        self._sessions.pop(stream_id, None)
+        self.streams.remove(stream_id)
 
     def live_count(self, user_id: str | None = None) -> int:
-        return sum(1 for s in self._sessions.values() if not s.finished and (user_id is None or s.user_id == user_id))
+        return self.streams.live_count(user_id)
 
     def live_sessions(self) -> list[StreamSession]:
-        return [s for s in self._sessions.values() if not s.finished]
+        return self.streams.live()
 
     # -- shutdown ---------------------------------------------------------------
 
@@ -294,12 +283,9 @@ class SessionManager:
         for s in self.live_sessions():
             if s.task is None or s.task.done():
                 continue
-            s.emit(
-                "server.draining",
-                {"reconnect_after_ms": reconnect_after_ms, "message": "the server is restarting; reconnect shortly"},
-            )
+            s.emit(Draining(reconnect_after_ms, "the server is restarting; reconnect shortly"))
             stopped += s.cancel("drain")
-        tasks = [s.task for s in self._sessions.values() if s.task is not None and not s.task.done()]
+        tasks = [s.task for s in self.streams.all() if s.task is not None and not s.task.done()]
         if tasks:
             await asyncio.wait(tasks)
         for timer in [*self._abandon.values(), *self._forget_at.values()]:

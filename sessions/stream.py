@@ -8,13 +8,13 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Literal, cast
+from typing import Literal, cast
 
-import orjson
-
+from providers import events as provider_events
 from providers.base import ChatRequest
 from providers.catalog import ModelSpec
-from providers.events import TextDelta, ToolCallDelta, Usage
+from providers.errors import RateLimited
+from providers.events import TextDelta, Usage
 from providers.pricing import cost_usd, estimate_tokens
 from providers.router import (
     AllModelsFailed,
@@ -28,6 +28,18 @@ from providers.router import (
 )
 from providers.segments import KeyResolver, Segment
 from sessions.allowance import Share
+from sessions.events import (
+    Delta,
+    Done,
+    Error,
+    Event,
+    Fallback,
+    SegmentUsage,
+    Started,
+    StreamEncoder,
+    ToolCallDelta,
+    Tried,
+)
 from sessions.log import EventLog
 from sessions.ports import LedgerSink, SpendPublisher
 from sessions.records import StreamRecord, StreamStatus
@@ -44,22 +56,11 @@ TICK_INTERVAL_S = 0.5
 YIELD_EVERY = 16
 
 
-def _segment_json(s: Segment) -> dict[str, Any]:
-    return {
-        "segment": s.number,
-        "model": s.model,
-        "provider": s.provider,
-        "status": s.status,
-        "reason": s.reason,
-        "input_tokens": s.usage.input_tokens,
-        "output_tokens": s.usage.output_tokens,
-        "cached_input_tokens": s.usage.cached_input_tokens,
-        "reasoning_tokens": s.usage.reasoning_tokens,
-        "cost_usd": str(s.cost_usd),
-        "estimated": s.estimated,
-        "ttft_ms": None if s.ttft_ms is None else round(s.ttft_ms, 2),
-        "failover_ms": None if s.failover_ms is None else round(s.failover_ms, 3),
-    }
+def failed_event(exc: AllModelsFailed) -> Error:
+    """The `error` that ends a stream no model answered; it passes on when the last provider said to retry."""
+    attempts = tuple(Tried(a.model, a.reason) for a in exc.attempts)
+    retry_after = exc.final.retry_after if isinstance(exc.final, RateLimited) else None
+    return Error(exc.code, f"every model failed: {exc}", exc.retryable, attempts, retry_after_s=retry_after)
 
 
 class StreamSession:
@@ -100,6 +101,7 @@ class StreamSession:
         self._started_at = datetime.now(UTC)
         self._ttft_ms: float | None = None
         self.current_model: ModelSpec = self.chain[0]
+        self.encoder = StreamEncoder(stream_id, client_id)
 
     @property
     def finished(self) -> bool:
@@ -120,13 +122,9 @@ class StreamSession:
         self.task.cancel()
         return True
 
-    def emit(self, name: str, fields: dict[str, Any]) -> None:
-        self.log.append(
-            name,
-            orjson.dumps(
-                {"type": name, "stream_id": self.id, "id": self.client_id, "seq": self.log.last_seq + 1, **fields}
-            ),
-        )
+    def emit(self, event: Event) -> None:
+        """Append an event to the log, encoded once, here."""
+        self.log.append(event, self.encoder.encode(self.log.last_seq + 1, event))
 
     async def _run(self) -> None:
         segments: list[Segment] = []
@@ -138,14 +136,13 @@ class StreamSession:
         tick_at = t0 + TICK_INTERVAL_S
         deltas = 0
         seg_chars = 0
-        # Per-token path below: one isinstance chain, one orjson.dumps, one append.
-        sid, cid, append, dumps = self.id, self.client_id, self.log.append, orjson.dumps
+        # Per-token path below: one isinstance chain, one encode, one append.
+        log, delta = self.log, self.encoder.delta
         events = self._router.stream(self.request, self.chain, self._keys, self.policy)
         try:
             async for ev in events:
                 if isinstance(ev, TextDelta):
-                    seq = self.log.last_seq + 1
-                    append("delta", dumps({"type": "delta", "stream_id": sid, "id": cid, "seq": seq, "text": ev.text}))
+                    log.append(Delta(ev.text), delta(log.last_seq + 1, ev.text))
                     if self._ttft_ms is None:
                         self._ttft_ms = (loop.time() - t0) * 1000
                     deltas += 1
@@ -158,57 +155,29 @@ class StreamSession:
                         tick_at = loop.time() + TICK_INTERVAL_S
                         if self._tick(segments, seg_chars):
                             await self._stop_for_budget(events, segments)
-                elif isinstance(ev, ToolCallDelta):
+                elif isinstance(ev, provider_events.ToolCallDelta):
                     if self._ttft_ms is None:
                         self._ttft_ms = (loop.time() - t0) * 1000
-                    self.emit(
-                        "tool_call.delta",
-                        {"index": ev.index, "call_id": ev.id, "name": ev.name, "arguments": ev.arguments},
-                    )
+                    self.emit(ToolCallDelta(ev.index, ev.id, ev.name, ev.arguments))
                 elif isinstance(ev, AttemptStarted):
                     self.current_model = ev.model
                     seg_chars = 0
                     if ev.segment == 1:
-                        self.emit("stream.started", {"model": ev.model.id, "provider": ev.model.provider})
+                        self.emit(Started(ev.model.id, ev.model.provider))
                 elif isinstance(ev, FallbackStarted):
-                    self.emit(
-                        "fallback",
-                        {
-                            "from_model": ev.from_model,
-                            "to_model": ev.to_model,
-                            "reason": ev.reason,
-                            "chars_so_far": ev.chars_so_far,
-                            "mode": ev.mode,
-                        },
-                    )
+                    self.emit(Fallback(ev.from_model, ev.to_model, ev.reason, ev.chars_so_far, ev.mode))
                 elif isinstance(ev, SegmentEnded):
                     segments.append(ev.segment)
-                    self.emit("usage", _segment_json(ev.segment))
+                    self.emit(SegmentUsage(ev.segment))
                 elif isinstance(ev, RouterDone):
                     status, finish = "done", ev.finish_reason
             if status == "done":
-                self._emit_done(segments, finish)
+                self.emit(Done(finish, tuple(segments)))
         except AllModelsFailed as exc:
             error_code = exc.code
-            self.emit(
-                "error",
-                {
-                    "code": error_code,
-                    "message": f"every model failed: {exc}",
-                    "retryable": exc.retryable,
-                    "attempts": [{"model": a.model, "reason": a.reason} for a in exc.attempts],
-                },
-            )
+            self.emit(failed_event(exc))
         except asyncio.CancelledError:
-            status = "budget_exceeded" if self.cancel_reason == "budget" else "cancelled"
-            if self.cancel_reason == "budget":
-                error_code = "budget_exceeded"
-                self.emit(
-                    "error", {"code": "budget_exceeded", "message": "your spend cap was reached", "retryable": False}
-                )
-            else:
-                finish = "cancelled"
-                self._emit_done(segments, finish)
+            status, finish, error_code = self._stopped(segments)
             if self.cancel_reason is None:  # cancelled by the loop itself (shutdown): keep propagating
                 self._finish(status, finish, error_code, segments)
                 raise
@@ -218,21 +187,13 @@ class StreamSession:
             if self.record is None:
                 self._finish(status, finish, error_code, segments)
 
-    def _emit_done(self, segments: list[Segment], finish: str | None) -> None:
-        total = sum((s.cost_usd for s in segments), Decimal(0))
-        self.emit(
-            "done",
-            {
-                "finish_reason": finish,
-                "usage": {
-                    "input_tokens": sum(s.usage.input_tokens for s in segments),
-                    "output_tokens": sum(s.usage.output_tokens for s in segments),
-                    "estimated": any(s.estimated for s in segments),
-                },
-                "cost_usd": str(total),
-                "segments": [_segment_json(s) for s in segments],
-            },
-        )
+    def _stopped(self, segments: list[Segment]) -> tuple[StreamStatus, str | None, str | None]:
+        """The stream was stopped: its last event says how. Returns (status, finish reason, error code)."""
+        if self.cancel_reason == "budget":
+            self.emit(Error("budget_exceeded", "your spend cap was reached"))
+            return "budget_exceeded", None, "budget_exceeded"
+        self.emit(Done("cancelled", tuple(segments)))
+        return "cancelled", "cancelled", None
 
     def _tick(self, segments: list[Segment], seg_chars: int) -> bool:
         """Running cost while streaming: settled segments plus an estimate for the live one. True: over budget."""
@@ -253,7 +214,7 @@ class StreamSession:
             while True:
                 if isinstance(ev, SegmentEnded):
                     segments.append(ev.segment)
-                    self.emit("usage", _segment_json(ev.segment))
+                    self.emit(SegmentUsage(ev.segment))
                 ev = await gen.__anext__()
         raise asyncio.CancelledError
 

@@ -13,8 +13,10 @@ import httpx
 import jwt
 import pytest
 
-from gateway.auth import Authenticator, AuthError, JWKSCache, JWKSVerifier
+from gateway.auth import Authenticator, JWKSCache, JWKSVerifier
+from gateway.errors import status_of
 from gateway.wiring import build_auth
+from sessions.errors import GatewayError
 from tests.conftest import make_settings
 from tests.support.jwks import (
     LEGACY_SECRET,
@@ -38,8 +40,8 @@ def gateway_auth(tmp_path: Path, idp: IdentityProvider, **overrides: Any) -> Aut
     return build_auth(make_settings(tmp_path, **base))
 
 
-async def refused(auth: Authenticator, token: str) -> AuthError:
-    with pytest.raises(AuthError) as info:
+async def refused(auth: Authenticator, token: str) -> GatewayError:
+    with pytest.raises(GatewayError) as info:
         await auth.verify(token)
     return info.value
 
@@ -128,8 +130,8 @@ async def test_every_forgery_is_refused_with_its_code(tmp_path: Path, idp: Ident
 
 async def test_status_of_refusals(tmp_path: Path, idp: IdentityProvider) -> None:
     auth = gateway_auth(tmp_path, idp)
-    assert (await refused(auth, idp.sign(idp.claims(role="anon")))).status == 403
-    assert (await refused(auth, idp.sign(idp.claims(aud="x")))).status == 401
+    assert status_of(await refused(auth, idp.sign(idp.claims(role="anon")))) == 403
+    assert status_of(await refused(auth, idp.sign(idp.claims(aud="x")))) == 401
     await auth.aclose()
 
 
@@ -156,7 +158,7 @@ async def test_unknown_kid_refetches_once_and_a_flood_does_not_hammer(tmp_path: 
     assert idp.fetches == 2  # one refetch for the unknown kid
     forged = [idp.sign(key=new_key("ES256")) for _ in range(60)]
     outcomes = await asyncio.gather(*(auth.verify(t) for t in forged), return_exceptions=True)
-    assert all(isinstance(o, AuthError) and o.code == "unknown_key" for o in outcomes)
+    assert all(isinstance(o, GatewayError) and o.code == "unknown_key" for o in outcomes)
     assert idp.fetches == 2  # the flood, inside the cooldown, fetched nothing
     assert (await auth.verify(idp.sign())).role == "authenticated"  # real users are unaffected
     await auth.aclose()
@@ -223,7 +225,7 @@ async def test_jwks_outage_is_503_and_backs_off(tmp_path: Path, idp: IdentityPro
     idp.fail_with = 500
     auth = gateway_auth(tmp_path, idp, gateway_jwks_cooldown_s=30)
     errors = await asyncio.gather(*(refused(auth, idp.sign()) for _ in range(10)))
-    assert {(e.code, e.status) for e in errors} == {("auth_unavailable", 503)}
+    assert {(e.code, status_of(e)) for e in errors} == {("auth_unavailable", 503)}
     assert idp.fetches == 1
     await auth.aclose()
 

@@ -8,7 +8,8 @@ import time
 import jwt
 import pytest
 
-from gateway.auth import DEV_ISSUER, Authenticator, AuthError, HS256Verifier
+from gateway.auth import DEV_ISSUER, Authenticator, HS256Verifier
+from sessions.errors import GatewayError
 
 SECRET = "a-test-secret-that-is-long-enough-0123456789"
 USER = "00000000-0000-4000-8000-0000000000c1"
@@ -63,6 +64,6 @@ async def test_forged_tokens_are_never_remembered() -> None:
     auth = Authenticator([HS256Verifier(SECRET, DEV_ISSUER, "authenticated")], remember_s=30)
     forged = token(60, secret="another-secret-entirely-0123456789abcdef")
     for _ in range(2):
-        with pytest.raises(AuthError) as info:
+        with pytest.raises(GatewayError) as info:
             await auth.verify(forged)
         assert info.value.code == "invalid_signature"

@@ -9,12 +9,13 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from gateway.auth import AuthError, Principal
+from gateway.auth import Principal
 from gateway.cluster.breaker import RedisBreaker
 from gateway.cluster.health import RedisHealth
 from gateway.cluster.limits import RedisUserLimiter
 from gateway.cluster.tickets import RedisTicketStore
-from sessions.limits import LimitExceeded
+from gateway.errors import status_of
+from sessions.errors import GatewayError
 from tests.support.redis import redis_prefix
 
 ALICE = Principal("00000000-0000-4000-8000-00000000000a", "authenticated", time.time() + 3600, "a@x")
@@ -26,9 +27,9 @@ async def test_ticket_issued_on_one_instance_redeems_once_on_another() -> None:
         ticket = await a.issue(ALICE, 60)
         results = await asyncio.gather(b.redeem(ticket), a.redeem(ticket), return_exceptions=True)
         winners = [r for r in results if isinstance(r, Principal)]
-        losers = [r for r in results if isinstance(r, AuthError)]
+        losers = [r for r in results if isinstance(r, GatewayError)]
         assert winners == [ALICE] and [e.code for e in losers] == ["ticket_used"]
-        with pytest.raises(AuthError) as info:
+        with pytest.raises(GatewayError) as info:
             await b.redeem("tk_" + "x" * 40)
         assert info.value.code == "invalid_ticket"
 
@@ -38,7 +39,7 @@ async def test_expired_ticket_is_refused() -> None:
         store = RedisTicketStore(redis, prefix)
         ticket = await store.issue(ALICE, 0.05)
         await asyncio.sleep(0.1)
-        with pytest.raises(AuthError) as info:
+        with pytest.raises(GatewayError) as info:
             await store.redeem(ticket)
         assert info.value.code == "ticket_expired"
 
@@ -50,7 +51,7 @@ async def test_concurrency_cap_holds_across_instances_and_frees_on_release() -> 
         await a.admit("u1")
         await b.admit("u1")
         await a.admit("u1")
-        with pytest.raises(LimitExceeded) as info:
+        with pytest.raises(GatewayError) as info:
             await b.admit("u1")
         assert info.value.code == "too_many_streams"
         await b.admit("u2")  # another user is unaffected
@@ -68,7 +69,7 @@ async def test_starts_per_minute_shared() -> None:
         b = RedisUserLimiter(redis, prefix, max_concurrent=100, starts_per_minute=4)
         for lim in (a, b, a, b):
             await lim.admit("u1")
-        with pytest.raises(LimitExceeded) as info:
+        with pytest.raises(GatewayError) as info:
             await a.admit("u1")
         assert info.value.code == "rate_limited" and info.value.retry_after_s is not None
         assert 0 < info.value.retry_after_s <= 60
@@ -79,8 +80,9 @@ async def test_limiter_degrades_to_local_when_redis_is_gone() -> None:
     lim = RedisUserLimiter(dead, "x", max_concurrent=2, starts_per_minute=100)
     await lim.admit("u")
     await lim.admit("u")
-    with pytest.raises(LimitExceeded):
+    with pytest.raises(GatewayError) as refused:
         await lim.admit("u")
+    assert refused.value.kind == "limited"
     assert lim.healthy is False
     lim.release("u")
     await lim.admit("u")
@@ -128,19 +130,20 @@ async def test_without_redis_tickets_work_in_process_and_one_warning_covers_ever
     try:
         ticket = await tickets.issue(ALICE, 60)  # the first failure; later calls skip Redis for a second
         assert (await tickets.redeem(ticket)).user_id == ALICE.user_id
-        with pytest.raises(AuthError) as used:
+        with pytest.raises(GatewayError) as used:
             await tickets.redeem(ticket)
         assert used.value.code == "ticket_used"
         await limiter.admit("u")
-        with pytest.raises(LimitExceeded):
+        with pytest.raises(GatewayError) as limited:
             await limiter.admit("u")
+        assert limited.value.kind == "limited"
         for _ in range(50):
             await breaker.failure("openai", "m")
         assert not await breaker.acquire("openai", "m")  # the in-process breaker opened
         clock[0] += 2  # the pause is over: the next call probes Redis again, still down, and stays quiet
-        with pytest.raises(AuthError) as unknown:
+        with pytest.raises(GatewayError) as unknown:
             await tickets.redeem("tk_" + "x" * 40)
-        assert unknown.value.code == "auth_unavailable" and unknown.value.status == 503
+        assert unknown.value.code == "auth_unavailable" and status_of(unknown.value) == 503
     finally:
         await dead.aclose()
     warnings = [r for r in caplog.records if r.name == "gateway.cluster"]

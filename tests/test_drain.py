@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,60 +19,13 @@ import pytest
 import websockets
 
 from tests.support.clients import SSEEvent, iter_sse, user_msg
+from tests.support.process import start_gateway
 from tests.support.server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 2.0
 
 pytestmark = pytest.mark.slow
-
-
-async def start_gateway(data: Path, port: int) -> tuple[asyncio.subprocess.Process, str, Path]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "SUPABASE_", "OPENAI", "ANTHROPIC"))}
-    env.update(
-        PYTHONPATH=str(ROOT),
-        PYTHONUNBUFFERED="1",
-        GATEWAY_ENV="development",
-        GATEWAY_DATA_DIR=str(data),
-        GATEWAY_DRAIN_DEADLINE_S=str(DEADLINE_S),
-        GATEWAY_MOCK_DELAY_MS="0",
-        GATEWAY_RESUME_WINDOW_S="60",
-        LOG_LEVEL="INFO",
-    )
-    env.pop("REDIS_URL", None)
-    env.pop("DATABASE_URL", None)
-    log_path = data / "gateway.log"
-    data.mkdir(parents=True, exist_ok=True)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        "--port",
-        str(port),
-        cwd=data,  # no stray .env from the checkout
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log_path.open("wb"),
-    )
-    assert proc.stdout is not None
-    token = ""
-    async with asyncio.timeout(60):
-        while not token:
-            line = (await proc.stdout.readline()).decode()
-            if not line:
-                raise AssertionError(f"gateway exited early:\n{log_path.read_text()}")
-            if line.startswith("eyJ"):
-                token = line.strip()
-    async with httpx.AsyncClient(timeout=2) as client:
-        async with asyncio.timeout(60):
-            while True:
-                try:
-                    if (await client.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-    return proc, token, log_path
 
 
 async def sse_stream(url: str, token: str, prompt: str, out: list[dict[str, Any]], started: asyncio.Event) -> None:
@@ -109,7 +60,7 @@ async def ws_streams(ws: Any, out: dict[str, list[dict[str, Any]]], started: asy
 
 async def test_sigterm_drains_streams_and_exits_zero(tmp_path: Path) -> None:
     port = free_port()
-    proc, token, log_path = await start_gateway(tmp_path / "data", port)
+    proc, token, log_path = await start_gateway(tmp_path / "data", port, GATEWAY_DRAIN_DEADLINE_S=str(DEADLINE_S))
     url, headers = f"http://127.0.0.1:{port}", {"authorization": f"Bearer {token}"}
     try:
         # Two streams over SSE and two on one socket: in each pair one ends before the deadline, one cannot.

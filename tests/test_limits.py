@@ -14,7 +14,8 @@ import pytest
 import websockets
 
 from gateway.auth import DEV_USER_ID
-from sessions.limits import LimitExceeded, MemoryUserLimiter
+from sessions.errors import GatewayError
+from sessions.limits import MemoryUserLimiter
 from tests.conftest import Live
 from tests.support.clients import user_msg
 
@@ -202,7 +203,7 @@ async def test_memory_limiter_windows() -> None:
     lim = MemoryUserLimiter(max_concurrent=2, starts_per_minute=3, clock=lambda: now[0])
     await lim.admit("u")
     await lim.admit("u")
-    with pytest.raises(LimitExceeded) as info:
+    with pytest.raises(GatewayError) as info:
         await lim.admit("u")
     assert info.value.code == "too_many_streams"
     await lim.admit("v")  # per user
@@ -210,7 +211,7 @@ async def test_memory_limiter_windows() -> None:
     now[0] = 10.0
     await lim.admit("u")  # the third start this minute (the refused one did not count)
     lim.release("u")
-    with pytest.raises(LimitExceeded) as info:
+    with pytest.raises(GatewayError) as info:
         await lim.admit("u")
     assert info.value.code == "rate_limited" and info.value.retry_after_s == pytest.approx(50.0)
     now[0] = 60.5  # the first two starts left the window

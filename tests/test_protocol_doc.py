@@ -1,15 +1,39 @@
-"""docs/protocol.md must match what the server emits: every event name and its fields."""
+"""docs/protocol.md must match what the server emits: every event name and its fields (from the typed union in
+sessions/events.py, which is also what a live gateway is checked against), every error code and kind."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import websockets
 
+from gateway.errors import TABLE
+from providers.events import Usage
+from providers.segments import Segment
+from sessions.errors import CODES, KINDS
+from sessions.events import (
+    EVENT_TYPES,
+    Delta,
+    Done,
+    Draining,
+    Error,
+    Event,
+    Fallback,
+    Refused,
+    Seam,
+    SegmentUsage,
+    Started,
+    StreamEncoder,
+    ToolCallDelta,
+    Tried,
+    decode,
+    encode_outside,
+)
 from tests.conftest import Live
 from tests.support.clients import user_msg
 
@@ -17,23 +41,80 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 COMMON = {"type", "stream_id", "id", "seq"}
 
 
-def documented_events() -> dict[str, set[str]]:
+SEGMENT = Segment(2, "mock-backup", "mock", "failed", "server_error", Usage(11, 3, 1, 2), True, Decimal("0.000017"))
+SAMPLES: list[Event] = [
+    Started("mock", "mock"),
+    Delta(" the"),
+    ToolCallDelta(0, "call_1", "get_weather", '{"city"'),
+    Fallback("mock", "mock-backup", "server_error", 9, "continue"),
+    Seam(7, 2, "overlap"),
+    SegmentUsage(SEGMENT),
+    Done("stop", (SEGMENT,)),
+    Error(
+        "all_models_failed", "every model failed", True, (Tried("mock", "server_error"),), 1.5, Refused("chat.start")
+    ),
+    Draining(1000, "restarting"),
+]
+
+
+def union_fields() -> dict[str, list[str]]:
+    """Each event type's fields, in wire order, from the union (every optional field set in the samples)."""
+    assert {type(e) for e in SAMPLES} == set(EVENT_TYPES) == set(get_args(Event))
+    enc = StreamEncoder("st_x", "c1")
+    return {e.TYPE: [k for k in json.loads(enc.encode(1, e)) if k not in COMMON] for e in SAMPLES}
+
+
+def events_table() -> str:
+    rows = [f"| `{name}` | {', '.join(f'`{f}`' for f in fields)} |" for name, fields in union_fields().items()]
+    return "\n".join(["| event | fields |", "|---|---|", *rows])
+
+
+def test_the_event_table_in_the_docs_is_the_union() -> None:
     text = DOC.read_text()
+    documented = text.split("<!-- events:begin -->\n", 1)[1].split("<!-- events:end -->", 1)[0].strip()
+    assert documented == events_table(), "docs/protocol.md event table is stale; it should read:\n" + events_table()
     section = text.split("## Server → client events", 1)[1].split("\n## ", 1)[0]
-    out: dict[str, set[str]] = {}
-    for m in re.finditer(r"### `([a-z_.]+)`\nFields: (.+)\n", section):
-        out[m.group(1)] = set(re.findall(r"`([a-z_]+)`", m.group(2)))
-    return out
+    described = re.findall(r"^### `([a-z_.]+)`$", section, flags=re.M)
+    assert described == list(union_fields()), "every event has its own section, in the union's order"
 
 
-def documented_codes() -> set[str]:
-    table = DOC.read_text().split("## Error codes", 1)[1].split("\n## ", 1)[0]
-    return {
-        c
-        for line in table.splitlines()
-        if line.startswith("| `")
-        for c in re.findall(r"`([a-z_]+)`", line.split("|")[1])
+def test_every_event_decodes_back_to_the_same_bytes() -> None:
+    enc = StreamEncoder("st_x", None)
+    for seq, ev in enumerate(SAMPLES, 1):
+        data = enc.encode(seq, ev)
+        back = decode(data)
+        assert type(back) is type(ev) and enc.encode(seq, back) == data, ev
+    assert enc.delta(3, "hé") == enc.encode(3, Delta("hé"))
+    outside = encode_outside(Error("resume_too_old", "gone"), "c1")
+    assert json.loads(outside) == {
+        "type": "error",
+        "stream_id": None,
+        "id": "c1",
+        "code": "resume_too_old",
+        "message": "gone",
+        "retryable": False,
     }
+
+
+def _tables(section: str) -> list[list[list[str]]]:
+    """The markdown tables of a section, as rows of cells (header and rule lines dropped)."""
+    body = DOC.read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    tables: list[list[list[str]]] = []
+    for block in re.split(r"\n\s*\n", body):
+        lines = [ln for ln in block.splitlines() if ln.startswith("|")]
+        if len(lines) > 2:
+            tables.append([[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]])
+    return tables
+
+
+def documented_codes() -> dict[str, str]:
+    """code -> kind, from the code table of "Errors"."""
+    out: dict[str, str] = {}
+    for cells in _tables("Errors")[1]:
+        kinds = re.findall(r"`([a-z_]+)`", cells[1])
+        for code in re.findall(r"`([a-z_]+)`", cells[0]):
+            out[code] = kinds[0]
+    return out
 
 
 async def _collect(ws: Any, cid: str) -> list[dict[str, Any]]:
@@ -48,7 +129,7 @@ async def _collect(ws: Any, cid: str) -> list[dict[str, Any]]:
 
 
 async def test_emitted_events_match_the_documentation(live: Live) -> None:
-    docs = documented_events()
+    docs = {name: set(fields) for name, fields in union_fields().items()}
     seen: dict[str, set[str]] = {}
     scripts = {
         "plain": "q [[mock tokens=5]]",
@@ -66,7 +147,7 @@ async def test_emitted_events_match_the_documentation(live: Live) -> None:
         assert fields <= docs[name], f"{name}: undocumented fields {fields - docs[name]}"
     for name in ("stream.started", "delta", "tool_call.delta", "fallback", "usage", "done", "error"):
         assert name in seen, f"{name} was not exercised"
-        assert docs[name] <= seen[name] | {"attempts"}, (
+        assert docs[name] <= seen[name] | {"attempts", "retry_after_s", "frame"}, (
             f"{name}: documented fields never sent {docs[name] - seen[name]}"
         )
 
@@ -74,11 +155,24 @@ async def test_emitted_events_match_the_documentation(live: Live) -> None:
 def test_error_codes_used_in_code_are_documented() -> None:
     root = DOC.parent.parent
     codes: set[str] = set()
-    pattern = re.compile(
-        r"""(?:SessionError|AuthError|InputTooLarge|error_response|self\.error)\(\s*(?:\d+,\s*)?"([a-z_]+)\""""
-    )
+    pattern = re.compile(r"""(?:\bfail|self\.error)\(\s*"([a-z_]+)\"""")
     for path in [*root.glob("gateway/**/*.py"), *root.glob("sessions/**/*.py")]:
         codes.update(pattern.findall(path.read_text()))
-    codes.update({"budget_exceeded", "all_models_failed"})
-    missing = codes - documented_codes()
-    assert not missing, f"codes not in docs/protocol.md: {sorted(missing)}"
+    codes.update({"budget_exceeded", "all_models_failed", "midstream_failed", "bad_request", "http_error"})
+    assert codes <= set(CODES), f"codes used but not in sessions.errors.CODES: {sorted(codes - set(CODES))}"
+    documented = documented_codes()
+    assert documented == CODES, (
+        f"docs/protocol.md and CODES differ: {sorted(set(documented.items()) ^ set(CODES.items()))}"
+    )
+
+
+def test_the_kind_table_is_the_one_the_edge_uses() -> None:
+    rows = {re.sub(r"`", "", c[0]): c for c in _tables("Errors")[0]}
+    assert set(rows) == set(KINDS) == set(TABLE)
+    for kind, row in TABLE.items():
+        status, close, openai_type = rows[kind][1], rows[kind][2], rows[kind][3].strip("`")
+        assert (int(status), None if close == "–" else int(close), openai_type) == (
+            row.status,
+            row.close,
+            row.openai,
+        ), kind

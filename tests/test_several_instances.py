@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.auth import DEV_USER_ID
-from sessions.manager import SessionError
+from sessions.errors import GatewayError
 from tests.conftest import Live, service_unavailable
 from tests.support.clients import SSEEvent, collect_sse, iter_sse, text_of, user_msg
 from tests.support.redis import REDIS_URL, redis_prefix
@@ -73,7 +73,7 @@ def ends(cid: str) -> Callable[[dict[str, Any]], bool]:
 def not_here(gw: Live, sid: str) -> bool:
     try:
         gw.services.sessions.get(sid, DEV_USER_ID)
-    except SessionError:
+    except GatewayError:
         return True
     return False
 

@@ -89,6 +89,8 @@ def check_settled(ev: dict[str, Any], done: dict[str, Any], user_id: str) -> Non
     assert ev["input_tokens"] == done["usage"]["input_tokens"]
     assert [s["model"] for s in ev["segments"]] == [s["model"] for s in done["segments"]]
     assert [s["cost_usd"] for s in ev["segments"]] == [s["cost_usd"] for s in done["segments"]]
+    # One segment encoding: the dashboard's segments are the stream's own, less the event-only `failover_ms`.
+    assert ev["segments"] == [{k: v for k, v in s.items() if k != "failover_ms"} for s in done["segments"]]
 
 
 async def test_dashboard_sees_ticks_then_the_settled_stream(live: Live) -> None:
@@ -174,6 +176,27 @@ def _record(stream_id: str, user: str = "u1") -> StreamRecord:
     now = datetime.now(UTC)
     seg = Segment(1, "mock", "mock", usage=Usage(10, 5), cost_usd=Decimal("0.000020"))
     return StreamRecord(stream_id, user, None, "mock", "done", "stop", None, now, now, [seg])
+
+
+async def test_the_settled_stream_keeps_cached_and_reasoning_tokens() -> None:
+    bus = MemoryBus(flush_interval_s=0.01)
+    await bus.start()
+    try:
+        async with bus.subscribe("u1") as sub:
+            record = _record("st_tokens")
+            record.segments[0].usage = Usage(10, 5, cached_input_tokens=7, reasoning_tokens=3)
+            bus.finished(record)
+            got = await asyncio.wait_for(sub.get(), 5)
+        assert got is not None
+        seg = json.loads(got)["segments"][0]
+        assert (seg["input_tokens"], seg["output_tokens"], seg["cached_input_tokens"], seg["reasoning_tokens"]) == (
+            10,
+            5,
+            7,
+            3,
+        )
+    finally:
+        await bus.aclose()
 
 
 async def test_ticks_are_coalesced_and_slow_subscribers_are_dropped() -> None:

@@ -14,8 +14,9 @@ import httpx
 import pytest
 import websockets
 
-from gateway.auth import DEV_USER_ID, AuthError, Principal
+from gateway.auth import DEV_USER_ID, Principal
 from gateway.tickets import MemoryTicketStore
+from sessions.errors import GatewayError
 from tests.conftest import Live
 from tests.support.clients import user_msg
 
@@ -115,7 +116,7 @@ async def test_memory_store_single_use_under_concurrency() -> None:
     ticket = await store.issue(who, 60)
     results = await asyncio.gather(*(store.redeem(ticket) for _ in range(10)), return_exceptions=True)
     assert sum(1 for r in results if r == who) == 1
-    assert {r.code for r in results if isinstance(r, AuthError)} == {"ticket_used"}
+    assert {r.code for r in results if isinstance(r, GatewayError)} == {"ticket_used"}
 
 
 async def test_memory_store_expiry_and_pruning() -> None:
@@ -124,12 +125,12 @@ async def test_memory_store_expiry_and_pruning() -> None:
     who = Principal(str(uuid.uuid4()), "authenticated")
     first = await store.issue(who, 60)
     now[0] += 61
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(GatewayError) as info:
         await store.redeem(first)
     assert info.value.code == "ticket_expired"
     now[0] += 20  # past the tombstone: forgotten on the next issue
     await store.issue(who, 60)
-    with pytest.raises(AuthError) as info:
+    with pytest.raises(GatewayError) as info:
         await store.redeem(first)
     assert info.value.code == "invalid_ticket"
     for _ in range(200):

@@ -14,12 +14,11 @@ from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import orjson
 
 from gateway.aio import cancel_and_wait
-from providers.segments import Segment
+from sessions.events import segment_json
 from sessions.records import StreamRecord
 
 log = logging.getLogger("gateway.spend")
@@ -29,21 +28,6 @@ ALL = "*"  # subscribe to every user's spend (service role)
 
 def _ts(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def segment_json(s: Segment) -> dict[str, Any]:
-    return {
-        "segment": s.number,
-        "model": s.model,
-        "provider": s.provider,
-        "status": s.status,
-        "reason": s.reason,
-        "input_tokens": s.usage.input_tokens,
-        "output_tokens": s.usage.output_tokens,
-        "cost_usd": str(s.cost_usd),
-        "estimated": s.estimated,
-        "ttft_ms": None if s.ttft_ms is None else round(s.ttft_ms, 2),
-    }
 
 
 def stream_event(record: StreamRecord) -> bytes:

@@ -30,15 +30,14 @@ class ClusterControl:
         redis: Redis,
         prefix: str,
         instance_id: str,
-        on_cancel: Callable[[str, str], object] | None = None,
+        on_cancel: Callable[[str, str], object],
         *,
         health: RedisHealth | None = None,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.instance_id = instance_id
-        # Set after construction when the handler (the session manager) is built later.
-        self.on_cancel = on_cancel
+        self.on_cancel = on_cancel  # (stream id, user id): stop that stream here
         self.health = health or RedisHealth(instance_id=instance_id)
         self._task: asyncio.Task[None] | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
@@ -80,7 +79,7 @@ class ClusterControl:
         except (ValueError, TypeError):
             log.warning("malformed cluster command ignored")
             return
-        if cmd.get("op") != "cancel" or self.on_cancel is None:
+        if cmd.get("op") != "cancel":
             return
         if isinstance(cmd.get("stream_id"), str) and isinstance(cmd.get("user_id"), str):
             self.on_cancel(cmd["stream_id"], cmd["user_id"])

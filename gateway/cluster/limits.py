@@ -19,7 +19,8 @@ from redis.exceptions import RedisError
 
 from gateway.aio import cancel_and_wait
 from gateway.cluster.health import RedisHealth
-from sessions.limits import LimitExceeded, MemoryUserLimiter
+from sessions.errors import fail
+from sessions.limits import MemoryUserLimiter
 
 LEASE_S = 30.0
 REFRESH_S = 10.0
@@ -98,10 +99,10 @@ class RedisUserLimiter:
             return
         self.health.ok()
         if int(code) == 1:
-            raise LimitExceeded("too_many_streams", f"at most {self.max_concurrent} concurrent streams")
+            raise fail("too_many_streams", f"at most {self.max_concurrent} concurrent streams")
         if int(code) == 2:
             retry = max(0.0, float(oldest) + 60 - time.time())
-            raise LimitExceeded("rate_limited", f"at most {self.starts_per_minute} streams a minute", retry)
+            raise fail("rate_limited", f"at most {self.starts_per_minute} streams a minute", retry_after_s=retry)
         self._leases.setdefault(user_id, []).append(lease)
 
     def release(self, user_id: str) -> None:

@@ -18,25 +18,21 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
-from gateway.aio import cancel_and_wait, reraise_swallowed_cancel
+from gateway.aio import cancel_and_wait
 from gateway.cluster.health import RedisHealth
-from sessions.log import LogEntry, MemoryEventLog, ResumeTooOld
+from sessions.events import Event
+from sessions.log import LogEntry, MemoryEventLog
 
 RETRY_S = 0.5  # between writes while Redis is unreachable
 
 
-class LogUnavailable(ResumeTooOld):
-    """The shared copy of a stream cannot be read (Redis unreachable for too long, or the stream expired)."""
-
-
-def _entry_id(raw: bytes | str) -> tuple[int, int]:
+def entry_id(raw: bytes | str) -> tuple[int, int]:
     text = raw.decode() if isinstance(raw, bytes) else raw
     seq, _, part = text.partition("-")
     return int(seq), int(part or 0)
@@ -137,7 +133,7 @@ class RedisLogMirror:
         self._dirty: set[str] = set()  # to be rewritten whole from the in-memory log
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.rewrites = 0  # streams whose shared copy was written again whole from memory
+        self.rewrites = 0
 
     @property
     def healthy(self) -> bool:
@@ -199,37 +195,56 @@ class RedisLogMirror:
         closing, self._closing = self._closing, set()
         dirty, self._dirty = self._dirty, set()
         pipe = self.redis.pipeline(transaction=False)
-        plan: list[tuple[str, bool, str]] = []
-        for sid in dict.fromkeys([*dirty, *pending, *closing]):
-            st = self._streams.get(sid)
-            if st is None:
-                continue
-            if sid in dirty:
-                mode, entries, ends = "reset", st.log.kept(), st.closed_at is not None
-            else:
-                mode, entries, ends = ("append" if st.written else "first"), pending.get(sid, []), sid in closing
-            parts: list[bytes] = []
-            for e in entries:
-                parts += (e.name.encode(), b" %d\n" % len(e.data), e.data)
-            pipe.evalsha(
-                self._sha,
-                2,
-                self.keys.log(sid),
-                self.keys.meta(sid),
-                mode,
-                self.max_events,
-                self.ttl_s,
-                *((st.user_id, self.instance_id, st.client_id) if mode != "append" else ("", "", "")),
-                entries[0].seq if entries else 0,
-                st.last_seq if ends else "",
-                b"".join(parts),
-            )
-            plan.append((sid, ends, mode))
+        queued = (
+            self._write(pipe, sid, pending, closing, dirty) for sid in dict.fromkeys([*dirty, *pending, *closing])
+        )
+        plan = [step for step in queued if step is not None]
         try:
             results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError, asyncio.CancelledError):
             self._dirty.update(sid for sid, _, _ in plan)
             raise
+        failure, missing_script = self._settle(plan, results)
+        if missing_script and reload:
+            # A restarted Redis forgot the script (and the logs with it): load it and rewrite now.
+            await self.redis.script_load(_WRITE)
+            await self.flush(reload=False)
+        if self._dirty:
+            self._wake.set()
+        if failure is not None:
+            raise failure
+
+    def _write(
+        self, pipe: Any, sid: str, pending: dict[str, list[LogEntry]], closing: set[str], dirty: set[str]
+    ) -> tuple[str, bool, str] | None:
+        """Queue one stream's write on the pipeline: (stream id, whether it ends the stream, mode), or None."""
+        st = self._streams.get(sid)
+        if st is None:
+            return None
+        if sid in dirty:
+            mode, entries, ends = "reset", st.log.kept(), st.closed_at is not None
+        else:
+            mode, entries, ends = ("append" if st.written else "first"), pending.get(sid, []), sid in closing
+        parts: list[bytes] = []
+        for e in entries:
+            parts += (e.name.encode(), b" %d\n" % len(e.data), e.data)
+        pipe.evalsha(
+            self._sha,
+            2,
+            self.keys.log(sid),
+            self.keys.meta(sid),
+            mode,
+            self.max_events,
+            self.ttl_s,
+            *((st.user_id, self.instance_id, st.client_id) if mode != "append" else ("", "", "")),
+            entries[0].seq if entries else 0,
+            st.last_seq if ends else "",
+            b"".join(parts),
+        )
+        return sid, ends, mode
+
+    def _settle(self, plan: list[tuple[str, bool, str]], results: list[Any]) -> tuple[Exception | None, bool]:
+        """What each write did: (the first failure, whether Redis had forgotten the script)."""
         failure: Exception | None = None
         missing_script = False
         for i, (sid, ends, mode) in enumerate(plan):
@@ -249,14 +264,7 @@ class RedisLogMirror:
                 self.rewrites += 1
             if ends:
                 del self._streams[sid]
-        if missing_script and reload:
-            # A restarted Redis forgot the script (and the logs with it): load it and rewrite now.
-            await self.redis.script_load(_WRITE)
-            await self.flush(reload=False)
-        if self._dirty:
-            self._wake.set()
-        if failure is not None:
-            raise failure
+        return failure, missing_script
 
     def _forget_expired(self) -> None:
         """Streams that ended longer ago than the shared copy would live are not worth rewriting."""
@@ -279,8 +287,8 @@ class MirroredLog(MemoryEventLog):
         self._mirror = mirror
         self._sid = stream_id
 
-    def append(self, name: str, data: bytes) -> None:
-        super().append(name, data)
+    def append(self, event: Event, data: bytes) -> None:
+        super().append(event, data)
         # The entry just stored (the ring always keeps its newest): one object per event, not two.
         self._mirror.appended(self._sid, self._entries[-1])
 
@@ -292,110 +300,3 @@ class MirroredLog(MemoryEventLog):
     def kept(self) -> list[LogEntry]:
         """Every event the in-memory log still holds, oldest first."""
         return self.since(self.last_seq - len(self._entries))
-
-
-class RemoteLog:
-    """Reads a stream that lives on another instance, from its Redis mirror.
-
-    Redis errors while following are retried for `give_up_s`; a stream whose key stays gone for `missing_s`
-    (expired, or lost with a restarted Redis and not written again) ends the follow with `LogUnavailable`.
-    """
-
-    def __init__(
-        self,
-        redis: Redis,
-        keys: LogKeys,
-        stream_id: str,
-        *,
-        block_ms: int = 1000,
-        give_up_s: float = 30.0,
-        missing_s: float = 5.0,
-    ) -> None:
-        self.redis = redis
-        self.key = keys.log(stream_id)
-        self.block_ms = block_ms
-        self.give_up_s = give_up_s
-        self.missing_s = missing_s
-        self._last_seq = 0
-        self._closed = False
-
-    @property
-    def last_seq(self) -> int:
-        return self._last_seq
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def append(self, name: str, data: bytes) -> None:
-        raise RuntimeError("a remote log is read-only")
-
-    def close(self) -> None:
-        self._closed = True
-
-    async def check_cursor(self, after_seq: int) -> None:
-        try:
-            first: Any = await self.redis.xrange(self.key, "-", "+", count=1)  # redis-py's reply types are loose
-        except (RedisError, OSError):
-            raise LogUnavailable("the stream's events cannot be read right now") from None
-        if not first:
-            raise ResumeTooOld("the stream's events are no longer kept")
-        first_seq, part = _entry_id(first[0][0])
-        if part == 1:
-            first_seq += 1  # only the end marker is left
-        if after_seq + 1 < first_seq:
-            raise ResumeTooOld(f"events after seq {after_seq} are no longer kept (oldest kept is {first_seq})")
-
-    async def ended(self) -> bool:
-        """Whether the stream's end is already in the log."""
-        last: Any = await self.redis.xrevrange(self.key, "+", "-", count=1)
-        return bool(last) and _entry_id(last[0][0])[1] == 1
-
-    async def follow(self, after_seq: int = 0) -> AsyncIterator[list[LogEntry]]:
-        cursor = after_seq
-        failing_since: float | None = None
-        missing_since: float | None = None
-        while not self._closed:
-            try:
-                reply: Any = await self.redis.xread({self.key: f"{cursor}-0"}, count=1000, block=self.block_ms)
-                gone = not reply and not await self.redis.exists(self.key)
-            except (RedisError, OSError):
-                reraise_swallowed_cancel()
-                now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since >= self.give_up_s:
-                    raise LogUnavailable("the stream's events cannot be read right now") from None
-                await asyncio.sleep(RETRY_S)
-                continue
-            reraise_swallowed_cancel()  # a client that went away must not keep this loop reading
-            failing_since = None
-            if gone:
-                now = time.monotonic()
-                missing_since = missing_since or now
-                if now - missing_since >= self.missing_s:
-                    raise LogUnavailable("the stream's events are no longer kept")
-                await asyncio.sleep(RETRY_S)
-                continue
-            missing_since = None
-            if not reply:
-                continue
-            batch: list[LogEntry] = []
-            done = gap = False
-            for entry_id, fields in reply[0][1]:
-                seq, part = _entry_id(entry_id)
-                if part == 1:
-                    done, gap = True, seq != cursor
-                    break
-                if seq != cursor + 1:
-                    gap = True
-                    break
-                cursor = seq
-                batch.append(LogEntry(seq, fields[b"n"].decode(), fields[b"d"]))
-            if batch:
-                self._last_seq = cursor
-                yield batch
-            if gap:
-                raise ResumeTooOld(f"events after seq {cursor} are no longer kept")
-            if done:
-                self._closed = True
-                return

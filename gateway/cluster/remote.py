@@ -10,8 +10,10 @@ from redis.exceptions import RedisError
 
 from gateway.cluster.control import ClusterControl
 from gateway.cluster.health import RedisHealth
-from gateway.cluster.redis_log import LogKeys, RemoteLog
-from sessions.manager import SessionError
+from gateway.cluster.liveness import Liveness
+from gateway.cluster.redis_log import LogKeys
+from gateway.cluster.remote_log import RemoteLog
+from sessions.errors import stream_not_found
 
 
 class RemoteStream:
@@ -52,20 +54,23 @@ class RemoteStream:
             if await self._log.ended():
                 return False
         except (RedisError, OSError):
-            raise SessionError("stream_not_found", "no such stream", status=404) from None
+            raise stream_not_found() from None
         if not await self.control.request_cancel(self.instance, self.id, self.user_id):
             # The owner is gone (or Redis is): nothing here can stop it.
-            raise SessionError("stream_not_found", "no such stream", status=404)
+            raise stream_not_found()
         return True
 
 
 class RedisRemoteStreams:
     """`RemoteStreams` over the stream metadata the log mirror writes (user, owning instance, client id)."""
 
-    def __init__(self, redis: Redis, keys: LogKeys, control: ClusterControl, health: RedisHealth) -> None:
+    def __init__(
+        self, redis: Redis, keys: LogKeys, control: ClusterControl, liveness: Liveness, health: RedisHealth
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.control = control
+        self.liveness = liveness
         self.health = health
 
     async def locate(self, stream_id: str, user_id: str) -> RemoteStream | None:
@@ -81,8 +86,9 @@ class RedisRemoteStreams:
         if not meta or meta.get(b"user", b"").decode() != user_id:
             return None
         client = meta.get(b"client", b"").decode() or None
-        log = RemoteLog(self.redis, self.keys, stream_id)
-        return RemoteStream(stream_id, user_id, client, meta.get(b"instance", b"").decode(), log, self.control)
+        owner = meta.get(b"instance", b"").decode()
+        log = RemoteLog(self.redis, self.keys, stream_id, owner_alive=lambda: self.liveness.alive(owner))
+        return RemoteStream(stream_id, user_id, client, owner, log, self.control)
 
     async def is_watched(self, stream_id: str) -> bool:
         return await self.control.is_watched(stream_id)

@@ -13,9 +13,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from gateway.auth import AuthError, Principal
+from gateway.auth import Principal
 from gateway.cluster.health import RedisHealth
 from gateway.tickets import TICKET_PREFIX, MemoryTicketStore, new_ticket, ticket_digest
+from sessions.errors import fail
 
 # Marks the ticket used and returns what it held, atomically: two instances cannot both redeem it.
 _REDEEM = """
@@ -64,23 +65,23 @@ class RedisTicketStore:
 
     async def redeem(self, ticket: str) -> Principal:
         if not ticket.startswith(TICKET_PREFIX) or len(ticket) > 128:
-            raise AuthError("invalid_ticket", "the ticket is not valid")
+            raise fail("invalid_ticket", "the ticket is not valid")
         if self.fallback.knows(ticket):
             return await self.fallback.redeem(ticket)
         try:
             raw = await self._redeem(keys=[self._key(ticket)])
         except (RedisError, OSError) as exc:
             self.health.failed("tickets", exc)
-            raise AuthError("auth_unavailable", "tickets cannot be checked right now; retry shortly", 503) from None
+            raise fail("auth_unavailable", "tickets cannot be checked right now; retry shortly") from None
         self.health.ok()
         if raw is None:
-            raise AuthError("invalid_ticket", "the ticket is not valid")
+            raise fail("invalid_ticket", "the ticket is not valid")
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
         if text == "U":
-            raise AuthError("ticket_used", "the ticket was already used; get a new one")
+            raise fail("ticket_used", "the ticket was already used; get a new one")
         body = json.loads(text[1:])
         if time.time() >= body["until"]:
-            raise AuthError("ticket_expired", "the ticket has expired; get a new one")
+            raise fail("ticket_expired", "the ticket has expired; get a new one")
         return Principal(body["u"], body["r"], body["x"], body["e"])
 
     async def aclose(self) -> None:

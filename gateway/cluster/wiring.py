@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -14,6 +15,7 @@ from gateway.cluster.breaker import RedisBreaker
 from gateway.cluster.control import ClusterControl
 from gateway.cluster.health import RedisHealth
 from gateway.cluster.limits import RedisUserLimiter
+from gateway.cluster.liveness import Liveness
 from gateway.cluster.redis_log import LogKeys, MirroredLog, RedisLogMirror
 from gateway.cluster.remote import RedisRemoteStreams
 from gateway.cluster.tickets import RedisTicketStore
@@ -36,7 +38,7 @@ def redis_client(url: str) -> Redis:
     )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Cluster:
     redis: Redis
     instance_id: str
@@ -47,6 +49,7 @@ class Cluster:
     tickets: RedisTicketStore
     limiter: RedisUserLimiter
     breaker: RedisBreaker
+    liveness: Liveness
     log_max_events: int
     log_max_bytes: int
 
@@ -54,24 +57,28 @@ class Cluster:
         return self.mirror.log_for(stream_id, user_id, self.log_max_events, self.log_max_bytes, client_id)
 
     def start(self) -> None:
+        self.liveness.start()
         self.mirror.start()
         self.control.start()
         self.limiter.start()
 
     async def aclose(self) -> None:
-        """After the sessions drained: the last events and end markers are written, then the client closes."""
+        """After the sessions drained: the last events and end markers are written, the liveness mark goes
+        (followers elsewhere have read the ends by then), then the client closes."""
         await asyncio.gather(self.control.aclose(), self.limiter.aclose())
         await self.mirror.aclose()
+        await self.liveness.aclose()
         await self.redis.aclose()
 
 
-def build_cluster(settings: Settings, redis_url: str) -> Cluster:
+def build_cluster(settings: Settings, redis_url: str, on_cancel: Callable[[str, str], object]) -> Cluster:
+    """`on_cancel(stream_id, user_id)` stops a stream of this instance when another instance asks."""
     redis = redis_client(redis_url)
     prefix = settings.gateway_redis_prefix
     instance_id = secrets.token_hex(6)  # per process: streams are owned by a process, not a host
     health = RedisHealth(instance_id=instance_id)
     keys = LogKeys(prefix)
-    control = ClusterControl(redis, prefix, instance_id, health=health)
+    control = ClusterControl(redis, prefix, instance_id, on_cancel, health=health)
     mirror = RedisLogMirror(
         redis,
         keys,
@@ -80,13 +87,14 @@ def build_cluster(settings: Settings, redis_url: str) -> Cluster:
         ttl_s=int(settings.gateway_resume_window_s) + LOG_TTL_MARGIN_S,
         health=health,
     )
+    liveness = Liveness(redis, prefix, instance_id, health)
     return Cluster(
         redis=redis,
         instance_id=instance_id,
         health=health,
         mirror=mirror,
         control=control,
-        remote=RedisRemoteStreams(redis, keys, control, health),
+        remote=RedisRemoteStreams(redis, keys, control, liveness, health),
         tickets=RedisTicketStore(redis, prefix, health=health),
         limiter=RedisUserLimiter(
             redis,
@@ -103,6 +111,7 @@ def build_cluster(settings: Settings, redis_url: str) -> Cluster:
             cooldown_s=settings.gateway_breaker_cooldown_s,
             health=health,
         ),
+        liveness=liveness,
         log_max_events=settings.gateway_stream_log_max_events,
         log_max_bytes=settings.gateway_stream_log_max_bytes,
     )

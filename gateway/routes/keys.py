@@ -7,28 +7,25 @@ masked hint (`sk-…abcd`) and dates. A caller manages only their own keys.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
-from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.responses import JSONResponse
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.deps import CurrentUser, ServicesDep
-from gateway.errors import error_response
+from gateway.deps import CurrentUser, JsonBody, ServicesDep
 from gateway.keys import KEYLESS
-from gateway.routes.streams import read_json_body
-from gateway.services import Services
-from gateway.stores.base import KeyInfo, StoreError, StoreUnavailable, UnknownUser
+from gateway.stores.base import KeyInfo
+from sessions.errors import fail
 
 router = APIRouter(tags=["keys"])
 
 PROVIDER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 BUILTIN = frozenset({"openai", "anthropic", "gemini"})
-MAX_BODY = 16 * 1024
 
 
 class KeyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    max_body_bytes: ClassVar[int] = 16 * 1024
 
     api_key: str = Field(min_length=8, max_length=4096)
 
@@ -42,77 +39,47 @@ def key_json(k: KeyInfo) -> dict[str, Any]:
     }
 
 
-def check_provider(services: Services, provider: str) -> JSONResponse | None:
+async def known_provider(provider: str, services: ServicesDep) -> str:
     known = (BUILTIN | set(services.providers)) - KEYLESS
     if not PROVIDER.match(provider) or provider not in known:
-        return error_response(404, "unknown_provider", f"no provider {provider[:40]!r} takes keys here")
-    return None
+        raise fail("unknown_provider", f"no provider {provider[:40]!r} takes keys here")
+    return provider
 
 
-def store_failure(exc: StoreError | StoreUnavailable) -> JSONResponse:
-    if isinstance(exc, StoreUnavailable):
-        return error_response(503, "store_unavailable", "the key store is unreachable; try again shortly")
-    if isinstance(exc, UnknownUser):
-        return error_response(409, "unknown_user", "your account is not known to the database")
-    return error_response(500, "store_error", "the key store refused the request")
+# Checked after the caller, before the body is read.
+Provider = Annotated[str, Depends(known_provider)]
 
 
-@router.put("/v1/keys/{provider}", response_model=None)
-async def put_key(provider: str, request: Request, user: CurrentUser, services: ServicesDep) -> Any:
-    if (bad := check_provider(services, provider)) is not None:
-        return bad
-    body = await read_json_body(request, MAX_BODY)
-    if isinstance(body, JSONResponse):
-        return body
-    try:
-        parsed = KeyBody.model_validate_json(body)
-    except ValidationError as exc:
-        # Only the field and the rule: never the submitted value.
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        code = "invalid_json" if first["type"] == "json_invalid" else "invalid_request"
-        return error_response(422, code, f"{where}: {first['msg']}")
-    api_key = parsed.api_key.strip()
+def key_not_found(provider: str) -> Exception:
+    return fail("key_not_found", f"you have no stored key for {provider!r}")
+
+
+@router.put("/v1/keys/{provider}")
+async def put_key(
+    user: CurrentUser, provider: Provider, body: JsonBody[KeyBody], services: ServicesDep
+) -> dict[str, Any]:
+    api_key = body.api_key.strip()
     if not api_key or any(c.isspace() or not c.isprintable() for c in api_key):
-        return error_response(422, "invalid_request", "api_key: must be one line of printable characters")
-    try:
-        info = await services.keys.put(user.user_id, provider, api_key)
-    except (StoreError, StoreUnavailable) as exc:
-        return store_failure(exc)
-    return key_json(info)
+        raise fail("invalid_request", "api_key: must be one line of printable characters")
+    return key_json(await services.keys.put(user.user_id, provider, api_key))
 
 
 @router.get("/v1/keys")
-async def list_keys(user: CurrentUser, services: ServicesDep) -> Any:
-    try:
-        keys = await services.keys.list(user.user_id)
-    except (StoreError, StoreUnavailable) as exc:
-        return store_failure(exc)
+async def list_keys(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
+    keys = await services.keys.list(user.user_id)
     return {"object": "list", "data": [key_json(k) for k in keys]}
 
 
 @router.get("/v1/keys/{provider}")
-async def get_key(provider: str, user: CurrentUser, services: ServicesDep) -> Any:
-    if (bad := check_provider(services, provider)) is not None:
-        return bad
-    try:
-        keys = await services.keys.list(user.user_id)
-    except (StoreError, StoreUnavailable) as exc:
-        return store_failure(exc)
-    found = next((k for k in keys if k.provider == provider), None)
+async def get_key(user: CurrentUser, provider: Provider, services: ServicesDep) -> dict[str, Any]:
+    found = next((k for k in await services.keys.list(user.user_id) if k.provider == provider), None)
     if found is None:
-        return error_response(404, "key_not_found", f"you have no stored key for {provider!r}")
+        raise key_not_found(provider)
     return key_json(found)
 
 
 @router.delete("/v1/keys/{provider}")
-async def delete_key(provider: str, user: CurrentUser, services: ServicesDep) -> Any:
-    if (bad := check_provider(services, provider)) is not None:
-        return bad
-    try:
-        deleted = await services.keys.delete(user.user_id, provider)
-    except (StoreError, StoreUnavailable) as exc:
-        return store_failure(exc)
-    if not deleted:
-        return error_response(404, "key_not_found", f"you have no stored key for {provider!r}")
+async def delete_key(user: CurrentUser, provider: Provider, services: ServicesDep) -> dict[str, Any]:
+    if not await services.keys.delete(user.user_id, provider):
+        raise key_not_found(provider)
     return {"provider": provider, "deleted": True}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import PlainTextResponse, Response
 
 from gateway.deps import ServicesDep, bearer_token
-from gateway.errors import error_response
+from sessions.errors import fail
 
 router = APIRouter(tags=["operations"])
 
@@ -41,5 +41,5 @@ async def metrics(request: Request, services: ServicesDep) -> Response:
     by_token = token is not None and expected is not None and hmac.compare_digest(token, expected)
     client = request.client.host if request.client else None
     if not (by_token or _address_allowed(client, s.gateway_metrics_allow)):
-        return error_response(403, "metrics_forbidden", "metrics are for allowed addresses or the operator token")
+        raise fail("metrics_forbidden", "metrics are for allowed addresses or the operator token")
     return PlainTextResponse(services.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")

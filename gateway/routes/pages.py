@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.deps import ServicesDep
-from gateway.errors import error_response
+from sessions.errors import fail
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
@@ -129,7 +129,7 @@ async def dashboard_page(request: Request, services: ServicesDep) -> Response:
 async def static_asset(name: str, request: Request) -> Response:
     asset = ASSETS.get(name)
     if asset is None or name.endswith(".html"):
-        return error_response(404, "not_found", "no such file")
+        raise fail("not_found", "no such file")
     headers = security_headers(request)
     headers["etag"] = asset.etag
     headers["cache-control"] = "no-cache"  # revalidate: cheap with the ETag, and never a stale script

@@ -3,65 +3,66 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Header, Request
-from pydantic import ValidationError
-from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Send
 
-from gateway.deps import CurrentUser, ServicesDep
-from gateway.errors import error_response
-from gateway.routes.tickets import HeaderOrTicketUser
-from gateway.schemas import ChatBody, describe, to_start_params
-from gateway.sse import EventStreamResponse
+from gateway.deps import CurrentUser, HeaderOrTicketUser, JsonBody, ServicesDep
+from gateway.faces.events import EventFrames
+from gateway.faces.http import FollowResponse
+from gateway.faces.sse import SSEChannel
+from gateway.schemas import ChatBody, to_start_params
+from sessions.errors import fail
+from sessions.follow import FollowedStream
+from sessions.pump import StreamSource
 
 router = APIRouter(tags=["streams"])
 
 
-async def read_json_body(request: Request, limit: int) -> bytes | JSONResponse:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        return error_response(413, "request_too_large", f"the request body is over {limit} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return error_response(413, "request_too_large", f"the request body is over {limit} bytes")
-    return body
+def event_stream(
+    stream: FollowedStream, *, after_seq: int = 0, ping_s: float, headers: list[tuple[bytes, bytes]] | None = None
+) -> FollowResponse:
+    """The stream's events over SSE from `after_seq`; a client that goes away leaves it running (resume)."""
+
+    def channel(send: Send, receive: Receive) -> SSEChannel:
+        return SSEChannel(send, receive, ping_s=ping_s, headers=headers or ())
+
+    return FollowResponse(StreamSource(stream, after_seq), EventFrames(stream.id, stream.client_id), channel)
 
 
 @router.post("/v1/chat/stream", response_model=None)
-async def chat_stream(request: Request, user: CurrentUser, services: ServicesDep) -> Response | EventStreamResponse:
+async def chat_stream(
+    request: Request, user: CurrentUser, body: JsonBody[ChatBody], services: ServicesDep
+) -> FollowResponse:
     s = services.settings
-    body = await read_json_body(request, s.gateway_max_frame_bytes)
-    if isinstance(body, Response):
-        return body
-    try:
-        parsed = ChatBody.model_validate_json(body)
-    except ValidationError as exc:
-        code = "invalid_json" if any(e["type"] == "json_invalid" for e in exc.errors()) else "invalid_request"
-        return error_response(422, code, describe(exc))
     params = to_start_params(
-        parsed,
+        body,
         request.headers.get("x-client-id"),
         max_messages=s.gateway_max_messages,
         max_prompt_chars=s.gateway_max_prompt_chars,
     )
     session = await services.sessions.start(user.user_id, params)
-    return EventStreamResponse(
-        services.sessions.following(session),
-        ping_s=s.gateway_sse_ping_s,
-        extra_headers=[(b"x-stream-id", session.id.encode())],
-    )
+    stream = services.sessions.following(session)
+    return event_stream(stream, ping_s=s.gateway_sse_ping_s, headers=[(b"x-stream-id", session.id.encode())])
 
 
-def parse_cursor(stream_id: str, last_event_id: str | None, after: int | None) -> int:
+def _seq(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def parse_cursor(stream_id: str, last_event_id: str | None, after: str | None) -> int:
     """Where to resume: `Last-Event-ID` (what EventSource sends on its own reconnects) wins over `?after=`,
-    which a page uses when it opens a fresh EventSource (with a fresh ticket) after the browser gave up."""
-    if last_event_id:
+    which a page uses when it opens a fresh EventSource (with a fresh ticket) after the browser gave up.
+    A cursor that is not one of this stream's positions is refused, never read as "from the start"."""
+    from_header = from_query = None
+    if last_event_id is not None and last_event_id.strip():
         sid, _, seq = last_event_id.strip().rpartition(":")
-        if sid == stream_id and seq.isdigit():
-            return int(seq)
+        from_header = _seq(seq) if sid == stream_id else None
+        if from_header is None:
+            raise fail("invalid_cursor", f"Last-Event-ID must be {stream_id}:<seq>, a seq being a number >= 0")
     if after is not None:
-        return max(0, after)
-    return 0
+        from_query = _seq(after.strip())
+        if from_query is None:
+            raise fail("invalid_cursor", "after must be a number >= 0 (the last seq received)")
+    return from_header if from_header is not None else (from_query or 0)
 
 
 @router.get("/v1/streams/{stream_id}/events", response_model=None)
@@ -69,14 +70,12 @@ async def stream_events(
     stream_id: str,
     user: HeaderOrTicketUser,
     services: ServicesDep,
-    after: int | None = None,
+    after: str | None = None,
     last_event_id: str | None = Header(None),
-) -> EventStreamResponse:
+) -> FollowResponse:
     stream = await services.sessions.find(stream_id, user.user_id)
     cursor = parse_cursor(stream_id, last_event_id, after)
-    # Fail now (410) rather than mid-response if the cursor fell off the bounded log.
-    await stream.log.check_cursor(cursor)
-    return EventStreamResponse(stream, after_seq=cursor, ping_s=services.settings.gateway_sse_ping_s)
+    return event_stream(stream, after_seq=cursor, ping_s=services.settings.gateway_sse_ping_s)
 
 
 @router.post("/v1/streams/{stream_id}/cancel")

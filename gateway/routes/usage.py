@@ -7,23 +7,22 @@ A user sees only their own spend. A service-role caller may pass `user_id` (or `
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Send
 
 from gateway.auth import Principal
-from gateway.bus import ALL, SpendBus
-from gateway.deps import CurrentUser, ServicesDep
-from gateway.errors import error_response
-from gateway.routes.tickets import HeaderOrTicketUser
+from gateway.bus import ALL
+from gateway.deps import CurrentCaller, HeaderOrTicketCaller, ServicesDep, budget_json, budget_status
+from gateway.faces.http import FollowResponse
+from gateway.faces.spend import PREAMBLE, SpendFrames, SpendSource
+from gateway.faces.sse import SSEChannel
 from gateway.services import Services
-from gateway.sse import SSE_HEADERS, SSEChannel
 from gateway.stores.base import StreamRow, UsageTotals
+from sessions.errors import fail
+from sessions.events import segment_json
 
 router = APIRouter(tags=["usage"])
 
@@ -31,16 +30,15 @@ MAX_RANGE_DAYS = 366
 DEFAULT_RANGE_DAYS = 30
 
 
-class Forbidden(Exception):
-    pass
-
-
 def target_user(user: Principal, requested: str | None) -> str | None:
-    """Whose spend the caller may read: their own; anyone's (None = all users) for the service role."""
+    """Whose spend the caller may read: their own; anyone's (None = all users) for the service role. The
+    project's service-role key has no user of its own: without `user_id` it reads everyone's."""
+    if requested is None and not user.has_user:
+        return None
     if requested is None or requested == user.user_id:
         return user.user_id
     if not user.is_service:
-        raise Forbidden("only a service-role caller can read another user's usage")
+        raise fail("forbidden", "only a service-role caller can read another user's usage")
     return None if requested in (ALL, "all") else requested
 
 
@@ -77,73 +75,35 @@ def stream_row_json(r: StreamRow) -> dict[str, Any]:
         "ended_at": _ts(r.ended_at),
         "duration_ms": round(r.duration_ms, 1),
         "ttft_ms": None if r.ttft_ms is None else round(r.ttft_ms, 2),
-        "segments": [
-            {
-                "segment": s.segment,
-                "model": s.model,
-                "provider": s.provider,
-                "status": s.status,
-                "reason": s.reason,
-                "input_tokens": s.input_tokens,
-                "output_tokens": s.output_tokens,
-                "cost_usd": str(s.cost_usd),
-                "estimated": s.estimated,
-                "ttft_ms": None if s.ttft_ms is None else round(s.ttft_ms, 2),
-            }
-            for s in r.segments
-        ],
+        "segments": [segment_json(s.as_segment()) for s in r.segments],
     }
 
 
-async def budget_json(services: Services, user_id: str, now: datetime) -> dict[str, Any] | None:
-    """Caps, spend today and this month (UTC), and what is left under the tighter cap.
-
-    The budget guard's figures where it has them: the ones streams are held to, including streams the ledger
-    took but the database does not have yet.
-    """
-    status = await services.budgets.status(user_id) if services.budgets is not None else None
-    if status is not None:
-        budget, today, month = status.budget, status.today_usd, status.month_usd
-    else:
-        budget = await services.store.budget(user_id)
-        day_start = datetime.combine(now.date(), time(), UTC)
-        spend = await services.store.user_spend(user_id, day_start, day_start.replace(day=1))
-        today, month = spend.today_usd, spend.month_usd
-    daily = budget.daily_usd if budget is not None else None
-    monthly = budget.monthly_usd if budget is not None else None
-    left = [cap - spent for cap, spent in ((daily, today), (monthly, month)) if cap is not None]
-    remaining = max(Decimal(0), min(left)) if left else None
-    return {
-        "daily_usd": None if daily is None else str(daily),
-        "monthly_usd": None if monthly is None else str(monthly),
-        "spent_today_usd": str(today),
-        "spent_month_usd": str(month),
-        "remaining_usd": None if remaining is None else str(remaining),
-    }
+async def _budget(services: Services, who: str | None) -> dict[str, Any] | None:
+    if who is None:
+        return None
+    return budget_json(await budget_status(services, who), spent_prefix="spent_", floor=True)
 
 
 @router.get("/v1/usage", response_model=None)
 async def usage(
-    user: CurrentUser,
+    user: CurrentCaller,
     services: ServicesDep,
     start: Annotated[date | None, Query(alias="from")] = None,
     end: Annotated[date | None, Query(alias="to")] = None,
     user_id: str | None = None,
     recent: Annotated[int, Query(ge=0, le=200)] = 0,
-) -> dict[str, Any] | JSONResponse:
+) -> dict[str, Any]:
     """Spend by day, model and provider over `[from, to]` (UTC days, both included; the last 30 by default);
     with `recent=N`, also the N most recent streams, read from the same state as the totals."""
-    try:
-        who = target_user(user, user_id)
-    except Forbidden as exc:
-        return error_response(403, "forbidden", str(exc))
+    who = target_user(user, user_id)
     now = datetime.now(UTC)
     end = end or now.date()
     start = start or end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
     if start > end:
-        return error_response(422, "invalid_request", "'from' is after 'to'")
+        raise fail("invalid_request", "'from' is after 'to'")
     if (end - start).days >= MAX_RANGE_DAYS:
-        return error_response(422, "invalid_request", f"a range covers at most {MAX_RANGE_DAYS} days")
+        raise fail("invalid_request", f"a range covers at most {MAX_RANGE_DAYS} days")
     since = datetime.combine(start, time(), UTC)
     until = datetime.combine(end + timedelta(days=1), time(), UTC)
     # A dashboard that saw a stream finish on the live feed must find it here, in the totals and the list alike.
@@ -164,88 +124,38 @@ async def usage(
         "by_day": by_day,
         "by_model": [{"model": m.model, "provider": m.provider, **totals_json(m.totals)} for m in summary.by_model],
         "by_provider": [{"provider": p.provider, **totals_json(p.totals)} for p in summary.by_provider],
-        "budget": await budget_json(services, who, now) if who is not None else None,
+        "budget": await _budget(services, who),
         **({"recent": [stream_row_json(r) for r in rows]} if rows is not None else {}),
     }
 
 
 @router.get("/v1/usage/streams", response_model=None)
 async def recent_streams(
-    user: CurrentUser,
+    user: CurrentCaller,
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     user_id: str | None = None,
-) -> dict[str, Any] | JSONResponse:
+) -> dict[str, Any]:
     """The most recent finished streams, newest first, each with its segments (fallbacks visible)."""
-    try:
-        who = target_user(user, user_id)
-    except Forbidden as exc:
-        return error_response(403, "forbidden", str(exc))
+    who = target_user(user, user_id)
     async with services.ledger.settled():
         rows = await services.store.recent_streams(who, limit)
     return {"user_id": who, "data": [stream_row_json(r) for r in rows]}
 
 
-def event_name(data: bytes) -> bytes:
-    # Bus events are serialized with "type" first, so the name is read without parsing the JSON.
-    if data.startswith(b'{"type":"'):
-        end = data.find(b'"', 9)
-        if end > 9:
-            return data[9:end]
-    return b"message"
-
-
-class SpendStreamResponse(Response):
-    """Server-sent events from the spend bus for one subscriber, with heartbeat comments."""
-
-    def __init__(self, bus: SpendBus, key: str, *, ping_s: float, closing: Callable[[], bool] = lambda: False) -> None:
-        self.bus = bus
-        self.key = key
-        self.ping_s = ping_s
-        self.closing = closing
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = list(SSE_HEADERS)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        channel = SSEChannel(send, receive, self.ping_s)
-        # Subscribed before the headers go out: a client holding the response misses nothing after it.
-        async with self.bus.subscribe(self.key) as sub:
-            await channel.start(self.raw_headers)
-            await channel.write(b"retry: 3000\n: subscribed\n\n")
-
-            async def forward() -> None:
-                while True:
-                    first = await sub.get()
-                    if first is None:
-                        return
-                    parts: list[bytes] = []
-                    for data in (first, *sub.get_batch()):
-                        parts += (b"event: ", event_name(data), b"\ndata: ", data, b"\n\n")
-                    await channel.write(b"".join(parts))
-
-            async def shutting_down() -> None:
-                # An endless response would hold up a graceful shutdown: end it once the server drains,
-                # and the client reconnects (to another instance).
-                while not self.closing():  # noqa: ASYNC110 (a flag the session manager owns)
-                    await asyncio.sleep(0.5)
-
-            await channel.run(forward, shutting_down)
-        await channel.end()
-
-
 @router.get("/v1/usage/stream", response_model=None)
-async def usage_stream(
-    user: HeaderOrTicketUser, services: ServicesDep, user_id: str | None = None
-) -> SpendStreamResponse | JSONResponse:
+async def usage_stream(user: HeaderOrTicketCaller, services: ServicesDep, user_id: str | None = None) -> FollowResponse:
     """Live spend: `spend.tick` while a stream runs (estimated), `spend.stream` when it ends (settled)."""
-    try:
-        who = target_user(user, user_id)
-    except Forbidden as exc:
-        return error_response(403, "forbidden", str(exc))
-    return SpendStreamResponse(
-        services.spend,
-        who or ALL,
-        ping_s=services.settings.gateway_sse_ping_s,
-        closing=lambda: services.sessions.draining,
-    )
+    who = target_user(user, user_id)
+    ping_s = services.settings.gateway_sse_ping_s
+
+    def channel(send: Send, receive: Receive) -> SSEChannel:
+        return SSEChannel(send, receive, ping_s=ping_s, preamble=PREAMBLE)
+
+    async def draining() -> None:
+        # An endless response would hold up a graceful shutdown: end it once the server drains, and the client
+        # reconnects (to another instance).
+        while not services.sessions.draining:  # noqa: ASYNC110 (a flag the session manager owns)
+            await asyncio.sleep(0.5)
+
+    return FollowResponse(SpendSource(services.spend, who or ALL), SpendFrames(), channel, until=(draining,))

@@ -1,4 +1,9 @@
-"""The WebSocket endpoint: several streams multiplexed on one socket, JSON text frames both ways."""
+"""The WebSocket endpoint: several streams multiplexed on one socket, JSON text frames both ways.
+
+Each stream the socket follows is one follow of the pump (`sessions.pump`), with the socket face's encoder and
+channel (`gateway.faces.socket`). A refused frame is answered by an `error` carrying the frame's own `id` and
+`type` (`frame`); nothing else changes.
+"""
 
 from __future__ import annotations
 
@@ -13,24 +18,21 @@ from fastapi import APIRouter, WebSocket
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from gateway.auth import AuthError, Principal
-from gateway.deps import bearer_token, services_of
-from gateway.routes.tickets import redeem_ticket
-from gateway.schemas import ChatStartFrame, InputTooLarge, describe, to_start_params
+from gateway.auth import Principal
+from gateway.deps import services_of
+from gateway.faces.socket import SocketChannel, SocketFrames
+from gateway.schemas import ChatStartFrame, describe, to_start_params
 from gateway.services import Services
+from gateway.socket_auth import auth_ok, close_refused, first_frame_auth, frame_too_large, handshake
+from sessions.errors import GatewayError, fail
+from sessions.events import Error, Refused, encode_outside
 from sessions.follow import FollowedStream
-from sessions.log import ResumeTooOld
-from sessions.manager import SessionError
+from sessions.pump import StreamSource, follow
 
 log = logging.getLogger("gateway.ws")
 router = APIRouter(tags=["websocket"])
 
-# Close codes (documented in docs/protocol.md).
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN_ORIGIN = 4403
-CLOSE_AUTH_TIMEOUT = 4408
 CLOSE_TOKEN_EXPIRED = 4001
-CLOSE_SERVICE_RESTART = 1012
 
 
 class TokenBucket:
@@ -47,35 +49,13 @@ class TokenBucket:
             return True
         return False
 
-
-def origin_allowed(origin: str | None, allowed: list[str], host: str | None) -> bool:
-    """No Origin (non-browser clients) is fine; a browser Origin must be our own host or on the allowlist."""
-    if origin is None:
-        return True
-    origin = origin.rstrip("/")
-    if origin in allowed:
-        return True
-    return host is not None and origin.split("://", 1)[-1] == host
-
-
-def _subprotocol_token(ws: WebSocket) -> str | None:
-    protos = [p.strip() for p in ws.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
-    if len(protos) >= 2 and protos[0] == "bearer":
-        return protos[1]
-    return None
-
-
-def frame_too_large(text: str, limit: int) -> bool:
-    # Characters first (cheap); bytes only when it could matter, since a character may take up to 4 bytes.
-    return len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit)
-
-
-def auth_ok(user: Principal) -> dict[str, Any]:
-    return {"type": "auth.ok", "user_id": user.user_id, "expires_at": user.expires_at}
+    def wait_s(self) -> float:
+        """How long until the next frame would be taken."""
+        return max(0.0, (1 - self.tokens) / self.rate)
 
 
 class Connection:
-    """One socket: reads frames, starts and cancels streams, forwards their events."""
+    """One socket: reads frames, starts and cancels streams, follows their events."""
 
     def __init__(self, ws: WebSocket, services: Services, user: Principal, *, batch: bool = False) -> None:
         self.ws = ws
@@ -91,24 +71,17 @@ class Connection:
         self.closed = False
         self.close_code: int | None = None
 
-    async def send_bytes_as_text(self, data: bytes) -> None:
+    async def send_text(self, data: bytes) -> None:
         async with self.send_lock:
             await self.ws.send({"type": "websocket.send", "text": data.decode()})
 
-    async def send_json(self, obj: dict[str, Any]) -> None:
-        await self.send_bytes_as_text(orjson.dumps(obj))
+    async def refuse(self, err: GatewayError, client_id: str | None, frame: str | None) -> None:
+        """The `error` for one refused frame: its own `id`, its `type` as `frame`."""
+        ev = Error(err.code, err.message, err.retryable, retry_after_s=err.retry_after_s, refused=Refused(frame))
+        await self.send_text(encode_outside(ev, client_id))
 
-    async def error(self, code: str, message: str, client_id: str | None = None, retryable: bool = False) -> None:
-        await self.send_json(
-            {
-                "type": "error",
-                "id": client_id,
-                "stream_id": None,
-                "code": code,
-                "message": message,
-                "retryable": retryable,
-            }
-        )
+    async def error(self, code: str, message: str, client_id: str | None, frame: str | None) -> None:
+        await self.refuse(fail(code, message), client_id, frame)
 
     async def close(self, code: int, reason: str) -> None:
         """Close from our side (token expired); the read loop then sees the disconnect and cleans up."""
@@ -143,221 +116,152 @@ class Connection:
                     break
                 if self.close_code is not None:
                     continue  # closing: ignore what is still in flight
-                if not self.bucket.take(loop.time()):
-                    await self.error("rate_limited", "too many frames; slow down", retryable=True)
-                    continue
+                allowed = self.bucket.take(loop.time())
                 text = msg.get("text")
                 if text is None:
-                    await self.error("invalid_frame", "send JSON text frames, not binary")
-                    continue
-                if frame_too_large(text, limit):
-                    await self.error("frame_too_large", f"frames are limited to {limit} bytes")
-                    continue
-                await self.handle(text)
+                    await self.error("invalid_frame", "send JSON text frames, not binary", None, None)
+                elif frame_too_large(text, limit):  # not read, so its id is not known
+                    await self.error("frame_too_large", f"frames are limited to {limit} bytes", None, None)
+                else:
+                    await self.handle(text, allowed)
         except WebSocketDisconnect:
             pass
         finally:
             self.closed = True
             watcher.cancel()
-            # Forwarders created just now take their subscription first, so cancelling them releases it.
-            await asyncio.sleep(0)
-            for _session, task in list(self.forwarders.values()):
-                task.cancel()
-            for _session, task in list(self.forwarders.values()):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await self._stop_forwarders()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
 
-    async def handle(self, text: str) -> None:
+    async def _stop_forwarders(self) -> None:
+        # Forwarders created just now take their subscription first, so cancelling them releases it.
+        await asyncio.sleep(0)
+        for _stream, task in list(self.forwarders.values()):
+            task.cancel()
+        for _stream, task in list(self.forwarders.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def handle(self, text: str, allowed: bool = True) -> None:
         try:
             frame = orjson.loads(text)
         except orjson.JSONDecodeError:
-            await self.error("invalid_json", "the frame is not valid JSON")
+            await self.error("invalid_json", "the frame is not valid JSON", None, None)
             return
         if not isinstance(frame, dict):
-            await self.error("invalid_frame", "a frame must be a JSON object")
+            await self.error("invalid_frame", "a frame must be a JSON object", None, None)
             return
         kind = frame.get("type")
         client_id = frame.get("id") if isinstance(frame.get("id"), str) else None
-        if kind == "chat.start":
+        name = kind if isinstance(kind, str) else None
+        if not allowed:
+            err = fail("rate_limited", "too many frames; slow down", retry_after_s=self.bucket.wait_s())
+            await self.refuse(err, client_id, name)
+        elif kind == "chat.start":
             await self.start(frame, client_id)
         elif kind == "chat.cancel":
             await self.cancel(client_id)
         elif kind == "chat.resume":
             await self.resume(frame, client_id)
         elif kind == "ping":
-            await self.send_json({"type": "pong", "id": client_id})
+            await self.send_text(orjson.dumps({"type": "pong", "id": client_id}))
         elif kind == "auth":
             await self.reauth(frame, client_id)
         elif kind is None:
-            await self.error("invalid_frame", "the frame has no 'type'", client_id)
+            await self.error("invalid_frame", "the frame has no 'type'", client_id, None)
         else:
-            await self.error("unknown_type", f"unknown frame type {str(kind)[:40]!r}", client_id)
+            await self.error("unknown_type", f"unknown frame type {str(kind)[:40]!r}", client_id, name)
 
     async def start(self, frame: dict[str, Any], client_id: str | None) -> None:
         s = self.services.settings
         try:
             parsed = ChatStartFrame.model_validate(frame)
         except ValidationError as exc:
-            await self.error("invalid_frame", describe(exc), client_id)
+            await self.error("invalid_frame", describe(exc), client_id, "chat.start")
             return
         if parsed.id in self.forwarders:
-            await self.error("duplicate_id", f"a stream with id {parsed.id!r} is still running", parsed.id)
+            msg = f"a stream with id {parsed.id!r} is already running on this socket (it carries on)"
+            await self.error("duplicate_id", msg, parsed.id, "chat.start")
             return
         try:
             params = to_start_params(
                 parsed, parsed.id, max_messages=s.gateway_max_messages, max_prompt_chars=s.gateway_max_prompt_chars
             )
             session = await self.services.sessions.start(self.user.user_id, params)
-        except (SessionError, InputTooLarge) as exc:
-            await self.error(exc.code, exc.message, parsed.id, getattr(exc, "retryable", False))
+        except GatewayError as exc:
+            await self.refuse(exc, parsed.id, "chat.start")
             return
-        self.follow(parsed.id, self.services.sessions.following(session), 0)
+        self.follow(parsed.id, self.services.sessions.following(session), 0, parsed.id, "chat.start")
 
     async def reauth(self, frame: dict[str, Any], client_id: str | None) -> None:
         """A fresh token for this socket (before the current one expires). Same user only."""
         token = frame.get("token")
         if not isinstance(token, str) or not token:
-            await self.error("invalid_frame", "auth needs 'token' (string)", client_id)
+            await self.error("invalid_frame", "auth needs 'token' (string)", client_id, "auth")
             return
         try:
             user = await self.services.auth.verify(token)
-        except AuthError as exc:
-            await self.error(exc.code, exc.message, client_id)
+        except GatewayError as exc:
+            await self.refuse(exc, client_id, "auth")
             return
         if user.user_id != self.user.user_id:
-            await self.error("user_mismatch", "the new token is for another user; open a new socket", client_id)
+            msg = "the new token is for another user; open a new socket"
+            await self.error("user_mismatch", msg, client_id, "auth")
             return
         self.user = user
-        await self.send_json({**auth_ok(user), "id": client_id})
+        await self.send_text(auth_ok(user, client_id))
 
-    def follow(self, client_id: str, stream: FollowedStream, after_seq: int) -> None:
-        task = asyncio.create_task(self.forward(client_id, stream, after_seq))
-        self.forwarders[client_id] = (stream, task)
+    def follow(self, key: str, stream: FollowedStream, after_seq: int, frame_id: str | None, frame: str) -> None:
+        """Follow `stream` on this socket under `key`; a refusal (the cursor) answers the frame that asked."""
+        channel = SocketChannel(self.send_text, lambda err: self.refuse(err, frame_id, frame))
+        task = asyncio.create_task(self._follow(key, stream, after_seq, channel))
+        self.forwarders[key] = (stream, task)
 
-    async def forward(self, client_id: str, stream: FollowedStream, after_seq: int) -> None:
-        send = self.send_bytes_as_text
+    async def _follow(self, key: str, stream: FollowedStream, after_seq: int, channel: SocketChannel) -> None:
         try:
-            async with stream.following():
-                try:
-                    async for batch in stream.log.follow(after_seq):
-                        if self.batch and len(batch) > 1:
-                            await send(b"[" + b",".join([e.data for e in batch]) + b"]")
-                            continue
-                        for entry in batch:
-                            await send(entry.data)
-                except ResumeTooOld as exc:
-                    # The cursor fell off the bounded log (or the shared copy was lost) while following.
-                    with contextlib.suppress(WebSocketDisconnect, OSError, RuntimeError):
-                        await self.error(exc.code, str(exc), client_id)
-                except (WebSocketDisconnect, OSError, RuntimeError):
-                    pass  # the socket went away; the stream keeps generating for the resume window
+            # A socket that goes away leaves the stream running for the resume window.
+            await follow(StreamSource(stream, after_seq), SocketFrames(key, batch=self.batch), channel)
         finally:
-            current = self.forwarders.get(client_id)
+            current = self.forwarders.get(key)
             if current is not None and current[0] is stream:
-                del self.forwarders[client_id]
+                del self.forwarders[key]
 
     async def cancel(self, client_id: str | None) -> None:
         entry = self.forwarders.get(client_id or "")
         if entry is None:
-            await self.error("stream_not_found", "no running stream with that id", client_id)
+            await self.error("stream_not_found", "no running stream with that id", client_id, "chat.cancel")
             return
         try:
             await entry[0].stop()
-        except SessionError as exc:
-            await self.error(exc.code, exc.message, client_id)
+        except GatewayError as exc:
+            await self.refuse(exc, client_id, "chat.cancel")
 
     async def resume(self, frame: dict[str, Any], client_id: str | None) -> None:
         stream_id, last_seq = frame.get("stream_id"), frame.get("last_seq", 0)
         if not isinstance(stream_id, str) or not isinstance(last_seq, int) or last_seq < 0:
-            await self.error(
-                "invalid_frame", "chat.resume needs 'stream_id' (string) and 'last_seq' (integer >= 0)", client_id
-            )
+            msg = "chat.resume needs 'stream_id' (string) and 'last_seq' (integer >= 0)"
+            await self.error("invalid_frame", msg, client_id, "chat.resume")
             return
         try:
             stream = await self.services.sessions.find(stream_id, self.user.user_id)
-            await stream.log.check_cursor(last_seq)
-        except SessionError as exc:
-            await self.error(exc.code, exc.message, client_id)
-            return
-        except ResumeTooOld as exc:
-            await self.error(exc.code, str(exc), client_id)
+        except GatewayError as exc:
+            await self.refuse(exc, client_id, "chat.resume")
             return
         key = stream.client_id or stream_id
         if key in self.forwarders:
-            await self.error("duplicate_id", "that stream is already followed on this socket", client_id)
+            msg = "that stream is already followed on this socket"
+            await self.error("duplicate_id", msg, client_id, "chat.resume")
             return
-        self.follow(key, stream, last_seq)
-
-
-async def authenticate(ws: WebSocket, services: Services) -> tuple[Principal | None, str | None]:
-    """Who is connecting, from the handshake: `?ticket=`, the Authorization header, or the `bearer` subprotocol.
-
-    Returns (None, subprotocol) when the handshake carries no credential: the first frame must then be `auth`.
-    Whenever the client offered `bearer`, we answer with it, or browsers fail the handshake.
-    """
-    offered = _subprotocol_token(ws)
-    subprotocol = "bearer" if offered is not None else None
-    ticket = ws.query_params.get("ticket")
-    if ticket:
-        return await redeem_ticket(services, ticket), subprotocol
-    token = bearer_token(ws)
-    if token is not None:
-        return await services.auth.verify(token), subprotocol
-    if offered is not None:
-        return await services.auth.verify(offered), subprotocol
-    return None, subprotocol
-
-
-async def first_frame_auth(ws: WebSocket, services: Services) -> Principal | None:
-    """Wait a few seconds for `{"type":"auth","token":...}`; close 4408 if none comes, 4401 if it is refused."""
-    settings = services.settings
-    try:
-        async with asyncio.timeout(settings.gateway_ws_auth_timeout_s):
-            msg = await ws.receive()
-    except TimeoutError:
-        await ws.close(CLOSE_AUTH_TIMEOUT, "auth_timeout")
-        return None
-    if msg["type"] == "websocket.disconnect":
-        return None
-    text = msg.get("text")
-    frame: object = None
-    if text is not None and not frame_too_large(text, settings.gateway_max_frame_bytes):
-        with contextlib.suppress(orjson.JSONDecodeError):
-            frame = orjson.loads(text)
-    if not isinstance(frame, dict) or frame.get("type") != "auth":
-        frame = {}
-    token = frame.get("token")
-    if not isinstance(token, str) or not token:
-        await ws.close(CLOSE_UNAUTHORIZED, "missing_token")
-        return None
-    try:
-        user = await services.auth.verify(token)
-    except AuthError as exc:
-        await ws.close(CLOSE_UNAUTHORIZED, exc.code)
-        return None
-    await ws.send_text(orjson.dumps({**auth_ok(user), "id": frame.get("id")}).decode())
-    return user
+        self.follow(key, stream, last_seq, client_id, "chat.resume")
 
 
 @router.websocket("/v1/ws")
 async def websocket_endpoint(ws: WebSocket) -> None:
     services = services_of(ws)
-    if not origin_allowed(ws.headers.get("origin"), services.settings.cors_origins, ws.headers.get("host")):
-        await ws.close(CLOSE_FORBIDDEN_ORIGIN, "origin not allowed")
-        return
-    if services.sessions.draining:
-        # Accepted first so the client sees 1012 (reconnect elsewhere) rather than a bare HTTP 403.
-        await ws.accept(subprotocol="bearer" if _subprotocol_token(ws) else None)
-        await ws.close(CLOSE_SERVICE_RESTART, "draining")
-        return
     try:
-        user, subprotocol = await authenticate(ws, services)
-    except AuthError as exc:
-        # Accept, then close: a close code before the handshake would reach the client as a bare HTTP 403.
-        await ws.accept(subprotocol="bearer" if _subprotocol_token(ws) else None)
-        await ws.close(CLOSE_UNAUTHORIZED, exc.code)
+        user, subprotocol = await handshake(ws, services)
+    except GatewayError as exc:
+        await close_refused(ws, exc)
         return
     await ws.accept(subprotocol=subprotocol)
     if user is None:

@@ -6,13 +6,16 @@ Usage ranges are half-open: `since <= started_at < until` (a stream counts on th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Literal, Protocol, cast
 
-from sessions.records import StreamRecord
+from providers.events import Usage
+from providers.segments import Segment
+from sessions.ledger import UsageStore
+
+SegmentStatus = Literal["ok", "failed", "cancelled"]
 
 
 class StoreError(Exception):
@@ -151,6 +154,22 @@ class SegmentRow:
     ttft_ms: float | None
     duration_ms: float
 
+    def as_segment(self) -> Segment:
+        """The segment this row recorded (what the store keeps of it), for the one segment encoding."""
+        usage = Usage(self.input_tokens, self.output_tokens, self.cached_input_tokens, self.reasoning_tokens)
+        return Segment(
+            number=self.segment,
+            model=self.model,
+            provider=self.provider,
+            status=cast(SegmentStatus, self.status),
+            reason=self.reason,
+            usage=usage,
+            estimated=self.estimated,
+            cost_usd=self.cost_usd,
+            ttft_ms=self.ttft_ms,
+            duration_ms=self.duration_ms,
+        )
+
 
 @dataclass(slots=True, frozen=True)
 class StreamRow:
@@ -175,7 +194,9 @@ class StreamRow:
     segments: list[SegmentRow] = field(default_factory=list)
 
 
-# -- the interface ------------------------------------------------------------------------
+# -- the roles its callers use --------------------------------------------------------------------------------
+# One backend class implements them all (`Store`); each caller is handed only the role it needs. The ledger's
+# role, `write_streams`, is the session layer's `UsageStore`.
 
 
 class UsageReader(Protocol):
@@ -188,23 +209,9 @@ class UsageReader(Protocol):
         ...
 
 
-class Store(UsageReader, Protocol):
-    async def open(self) -> None:
-        """Connect. Must not fail when the database is merely down (the ledger spools meanwhile)."""
-        ...
+class SecretStore(Protocol):
+    """Users' provider keys, encrypted (BYOK)."""
 
-    async def aclose(self) -> None: ...
-
-    async def ping(self) -> bool: ...
-
-    # ledger
-    async def write_streams(self, records: Sequence[StreamRecord]) -> int:
-        """Idempotent on stream id and (stream id, segment): returns how many streams were new."""
-        ...
-
-    async def user_spend(self, user_id: str, day_start: datetime, month_start: datetime) -> Spend: ...
-
-    # keys
     async def put_secret(self, user_id: str, provider: str, ciphertext: str, key_id: str, hint: str) -> KeyInfo:
         """Store or replace. Raises UnknownUser when the user does not exist."""
         ...
@@ -229,9 +236,28 @@ class Store(UsageReader, Protocol):
         """Swap the ciphertext only if it is still `old_ciphertext` (a concurrent PUT wins)."""
         ...
 
-    # budgets
+
+class BudgetStore(Protocol):
+    """Spend caps and the settled spend they are held against."""
+
     async def budget(self, user_id: str) -> Budget | None: ...
 
     async def set_budget(self, user_id: str, daily_usd: Decimal | None, monthly_usd: Decimal | None) -> Budget:
         """Raises UnknownUser when the user does not exist."""
         ...
+
+    async def user_spend(self, user_id: str, day_start: datetime, month_start: datetime) -> Spend: ...
+
+
+class StoreLifecycle(Protocol):
+    async def open(self) -> None:
+        """Connect. Must not fail when the database is merely down (the ledger spools meanwhile)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+
+class Store(StoreLifecycle, UsageStore, UsageReader, SecretStore, BudgetStore, Protocol):
+    """Everything a backend implements."""
