@@ -9,14 +9,14 @@ temperature and top_p, no penalties, logprobs or stop sequences; Claude takes te
 not temperature and top_p together, and with thinking on no sampling changes and no forced tool call; Gemini
 2.5 has no penalties, logprobs or switch for parallel calls. The `mock` model writes a fixed text whatever
 the sampling asks, and has no structured output. Operators adjust any of it per model in `GATEWAY_MODELS`
-(`"capabilities": {...}`, see `capabilities_from_config`).
+(`"capabilities": {...}`, read by `providers/capability_config.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal, get_args
 
 from providers.base import ChatRequest, ReasoningEffort, ToolChoiceMode
 
@@ -133,6 +133,7 @@ class Capabilities:
     budget_below_max_tokens: bool = False  # thinking counts inside max_tokens and must leave room
     sampling_with_reasoning: bool = True
     forced_tool_with_reasoning: bool = True
+    prefill_with_reasoning: bool = True  # a continuation may end in an assistant turn while thinking is on
 
 
 OPENAI_CHAT = Capabilities()
@@ -158,7 +159,10 @@ CLAUDE = Capabilities(
     budget_below_max_tokens=True,
     sampling_with_reasoning=False,
     forced_tool_with_reasoning=False,
+    prefill_with_reasoning=False,
 )
+# Opus 4.1 predates JSON outputs and strict tools: a schema is asked for through a forced tool call.
+CLAUDE_OPUS_4_1 = replace(CLAUDE, json_schema="tool", strict_tools=False)
 GEMINI_FLASH = Capabilities(
     strict_tools=False,
     parallel_tool_calls=False,
@@ -203,6 +207,14 @@ def default_capabilities(provider: str, upstream: str) -> Capabilities:
 
 def capabilities_of(spec: ModelSpec) -> Capabilities:
     return spec.capabilities or default_capabilities(spec.provider, spec.upstream)
+
+
+def accepts_prefill(spec: ModelSpec, request: ChatRequest) -> bool:
+    """Whether a continuation of this request may go to `spec` as a prefill (a trailing assistant turn).
+
+    Claude with thinking on refuses one (the final assistant turn must open with a thinking block).
+    """
+    return spec.supports_prefill and (not request.reasoning_active or capabilities_of(spec).prefill_with_reasoning)
 
 
 def for_model(spec: ModelSpec, request: ChatRequest) -> ChatRequest:
@@ -351,78 +363,3 @@ def _reasoning(caps: Capabilities, r: ChatRequest, out: list[Unsupported]) -> No
         and r.max_tokens <= budget[0]
     ):
         out.append(Unsupported("reasoning_effort", f"needs max_tokens above {budget[0]} to reason"))
-
-
-# -- configuration -------------------------------------------------------------------------------------------
-
-_RANGES = ("temperature", "top_p")
-_INT_RANGES = ("thinking_budget",)
-_FLAGS = (
-    "strict_tools",
-    "parallel_tool_calls",
-    "top_k",
-    "temperature_with_top_p",
-    "seed",
-    "penalties",
-    "budget_below_max_tokens",
-    "sampling_with_reasoning",
-    "forced_tool_with_reasoning",
-)
-_OPTIONAL_INTS = ("max_stop", "logprobs")
-
-
-def capabilities_from_config(raw: Mapping[str, Any], base: Capabilities) -> Capabilities:
-    """Operator JSON over `base`, e.g. ``{"json_schema": "tool", "seed": false, "temperature": [0, 1]}``.
-
-    Ranges are ``[low, high]`` or null (not taken at all); sets are lists; unknown keys are an error.
-    """
-    known = {f.name for f in fields(Capabilities)}
-    unknown = set(raw) - known
-    if unknown:
-        raise ValueError(f"unknown model capabilities: {sorted(unknown)} (known: {sorted(known)})")
-    changes: dict[str, Any] = {}
-    for key in ("json_schema", "json_object"):
-        if key in raw:
-            changes[key] = _choice(raw[key], get_args(StructuredMode), key)
-    for key in _FLAGS:
-        if key in raw:
-            if not isinstance(raw[key], bool):
-                raise ValueError(f"capability {key!r} must be true or false")
-            changes[key] = raw[key]
-    for key in _RANGES:
-        if key in raw:
-            changes[key] = _pair(raw[key], key, float)
-    for key in _INT_RANGES:
-        if key in raw:
-            changes[key] = _pair(raw[key], key, int)
-    for key in _OPTIONAL_INTS:
-        if key in raw:
-            value = raw[key]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ValueError(f"capability {key!r} must be a count or null")
-            changes[key] = value
-    if "tool_choice" in raw:
-        modes = get_args(ToolChoiceMode)
-        changes["tool_choice"] = frozenset(_choice(v, modes, "tool_choice") for v in raw["tool_choice"])
-    if "reasoning_efforts" in raw:
-        changes["reasoning_efforts"] = frozenset(
-            _choice(v, get_args(ReasoningEffort), "reasoning_efforts") for v in raw["reasoning_efforts"]
-        )
-    return replace(base, **changes)
-
-
-def _choice(value: Any, allowed: tuple[str, ...], key: str) -> Any:
-    if value not in allowed:
-        raise ValueError(f"capability {key!r} takes {', '.join(allowed)}, not {value!r}")
-    return value
-
-
-def _pair(value: Any, key: str, kind: type[float] | type[int]) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, list | tuple) or len(value) != 2 or any(isinstance(v, bool) for v in value):
-        raise ValueError(f"capability {key!r} must be [low, high] or null")
-    low, high = kind(value[0]), kind(value[1])
-    if low > high:
-        raise ValueError(f"capability {key!r}: low is above high")
-    return (low, high)

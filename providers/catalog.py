@@ -12,14 +12,15 @@ from typing import Any
 
 from providers.capabilities import (
     CLAUDE,
+    CLAUDE_OPUS_4_1,
     GEMINI_FLASH,
     GEMINI_PRO,
     MOCK,
     OPENAI_REASONING,
     Capabilities,
-    capabilities_from_config,
     default_capabilities,
 )
+from providers.capability_config import capabilities_from_config
 
 
 @dataclass(slots=True, frozen=True)
@@ -102,7 +103,7 @@ _DEFAULTS: tuple[ModelSpec, ...] = (
         fallbacks=("gpt-5", "gemini-2.5-pro"),
         aliases=("opus",),
         tier="advanced",
-        capabilities=CLAUDE,  # 32k output tokens
+        capabilities=CLAUDE_OPUS_4_1,  # 32k output tokens
     ),
     ModelSpec(
         "gemini-2.5-flash",

@@ -13,8 +13,26 @@ import httpx2
 import openai
 
 from providers import errors
-from providers.base import ChatRequest, Credential, ImagePart, Message, TextPart
-from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from providers.base import (
+    ChatRequest,
+    Credential,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    TextPart,
+    ToolChoice,
+    ToolSpec,
+)
+from providers.events import (
+    Finish,
+    FinishReason,
+    LogprobsDelta,
+    ProviderEvent,
+    TextDelta,
+    TokenLogprob,
+    ToolCallDelta,
+    Usage,
+)
 from providers.sse import open_sdk_stream
 from providers.upstream import (
     TRANSPORT_ERRORS,
@@ -34,8 +52,6 @@ _FINISH: dict[str, FinishReason] = {
     "function_call": "tool_calls",
     "content_filter": "content_filter",
 }
-# Reasoning models accept only the default temperature.
-_FIXED_TEMPERATURE = ("gpt-5", "o1", "o3", "o4")
 
 
 # What a call or a stream may raise: the SDK's errors and the transport errors it lets through.
@@ -63,6 +79,73 @@ def _content(msg: Message) -> str | list[dict[str, Any]]:
         elif isinstance(part, ImagePart):
             parts.append({"type": "image_url", "image_url": {"url": part.url}})
     return parts
+
+
+def _tool(t: ToolSpec) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": t.name, "description": t.description, "parameters": t.parameters}
+    if t.strict is not None:
+        fn["strict"] = t.strict
+    return {"type": "function", "function": fn}
+
+
+def _response_format(rf: ResponseFormat) -> dict[str, Any]:
+    if rf.type != "json_schema":
+        return {"type": rf.type}
+    schema: dict[str, Any] = {"name": rf.name, "schema": rf.schema or {"type": "object"}}
+    if rf.strict is not None:
+        schema["strict"] = rf.strict
+    if rf.description:
+        schema["description"] = rf.description
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def _tool_choice(tc: ToolChoice) -> str | dict[str, Any]:
+    if tc.mode == "function":
+        return {"type": "function", "function": {"name": tc.name or ""}}
+    return tc.mode
+
+
+def request_options(
+    request: ChatRequest, *, official: bool = True, provider: str = "", model: str = ""
+) -> dict[str, Any]:
+    """Every optional field in Chat Completions form; what the dialect has no field for is refused by name.
+
+    OpenAI names the end-user id `safety_identifier`; compatible servers still read `user`. The caller's
+    `metadata` stays with the gateway (OpenAI takes it only for stored completions, which it never asks).
+    """
+    p: dict[str, Any] = {}
+    r = request
+    for key in ("temperature", "top_p", "seed"):
+        value = getattr(r, key)
+        if value is not None:
+            p[key] = value
+    for key in ("presence_penalty", "frequency_penalty"):
+        if getattr(r, key):  # zero is no penalty: nothing to send
+            p[key] = getattr(r, key)
+    if r.stop:
+        p["stop"] = list(r.stop)
+    if r.response_format is not None:
+        p["response_format"] = _response_format(r.response_format)
+    if r.tool_choice is not None:
+        p["tool_choice"] = _tool_choice(r.tool_choice)
+    if r.parallel_tool_calls is not None:
+        p["parallel_tool_calls"] = r.parallel_tool_calls
+    if r.logprobs or r.top_logprobs:
+        p["logprobs"] = True
+        if r.top_logprobs is not None:
+            p["top_logprobs"] = r.top_logprobs
+    if r.reasoning is not None:
+        if r.reasoning.budget_tokens is not None:
+            raise errors.BadRequest(
+                "reasoning: a thinking budget in tokens has no Chat Completions field", provider=provider, model=model
+            )
+        if r.reasoning.effort is not None:
+            p["reasoning_effort"] = r.reasoning.effort
+    if r.top_k is not None:
+        raise errors.BadRequest("top_k: Chat Completions has no such field", provider=provider, model=model)
+    if r.user:
+        p["safety_identifier" if official else "user"] = r.user
+    return p
 
 
 def to_messages(request: ChatRequest) -> list[dict[str, Any]]:
@@ -117,20 +200,9 @@ class OpenAIProvider:
             p["stream_options"] = {"include_usage": True}
         if request.max_tokens is not None:
             p[self._max_tokens_field] = request.max_tokens
-        if request.temperature is not None and not (
-            self._official and upstream_model.startswith(_FIXED_TEMPERATURE) and "-chat" not in upstream_model
-        ):
-            p["temperature"] = request.temperature
-        if request.stop:
-            p["stop"] = list(request.stop)
         if request.tools:
-            p["tools"] = [
-                {
-                    "type": "function",
-                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
-                }
-                for t in request.tools
-            ]
+            p["tools"] = [_tool(t) for t in request.tools]
+        p.update(request_options(request, official=self._official, provider=self.name, model=upstream_model))
         if self._key_header:
             p["extra_headers"] = {**self._extra_headers, self._key_header: api_key}
         elif self._extra_headers:
@@ -164,6 +236,7 @@ class OpenAIProvider:
         )
         finish: FinishReason | None = None
         usage: Usage | None = None
+        want_logprobs = request.logprobs or request.top_logprobs is not None
         try:
             async for _name, chunk in events:
                 if "error" in chunk and not chunk.get("choices"):
@@ -197,6 +270,10 @@ class OpenAIProvider:
                     refusal = delta.get("refusal")
                     if refusal:
                         yield TextDelta(refusal)
+                if want_logprobs:
+                    lp = choice.get("logprobs")
+                    if lp and lp.get("content"):
+                        yield LogprobsDelta(tuple(_token_logprob(e) for e in lp["content"]))
                 reason = choice.get("finish_reason")
                 if reason is not None:
                     finish = _FINISH.get(reason, "other")
@@ -248,6 +325,16 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+def _token_logprob(entry: dict[str, Any]) -> TokenLogprob:
+    raw = entry.get("bytes")
+    return TokenLogprob(
+        entry.get("token", ""),
+        float(entry.get("logprob", 0.0)),
+        tuple(raw) if raw is not None else None,
+        tuple(_token_logprob(t) for t in entry.get("top_logprobs") or ()),
+    )
 
 
 def _body_error(body: object, fallback: str) -> tuple[str, str | None]:

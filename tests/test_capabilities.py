@@ -15,11 +15,12 @@ from providers.capabilities import (
     MESSAGES_FIELDS,
     OPENAI_CHAT,
     RESPONSES_FIELDS,
-    capabilities_from_config,
+    accepts_prefill,
     capabilities_of,
     for_model,
     unsupported,
 )
+from providers.capability_config import capabilities_from_config
 from providers.catalog import Catalog, ModelSpec, spec_from_config
 from tests.conftest import make_settings
 
@@ -230,3 +231,11 @@ def test_capabilities_must_be_an_object() -> None:
     with pytest.raises(ValueError, match="must be an object"):
         spec_from_config({"id": "x", "provider": "openai", "capabilities": ["seed"]})
     assert ModelSpec("x", "openai", "x").capabilities is None
+
+
+def test_a_continuation_with_thinking_on_is_no_prefill_for_claude(catalog: Catalog) -> None:
+    claude = catalog.resolve("claude-sonnet-4-5")
+    assert accepts_prefill(claude, BASE) and accepts_prefill(claude, req(reasoning=Reasoning("none")))
+    assert not accepts_prefill(claude, req(reasoning=THINK))
+    assert not accepts_prefill(catalog.resolve("gpt-5-mini"), BASE)  # no prefill at all
+    assert accepts_prefill(catalog.resolve("mock"), req(reasoning=THINK))
