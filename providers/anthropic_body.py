@@ -176,7 +176,7 @@ def _unexpressible(request: ChatRequest) -> str | None:
         return "presence_penalty"
     if request.frequency_penalty:
         return "frequency_penalty"
-    if request.logprobs or request.top_logprobs is not None:
+    if request.wants_logprobs:
         return "logprobs"
     return None
 

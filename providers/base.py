@@ -160,6 +160,10 @@ class ChatRequest:
     metadata: dict[str, str] = field(default_factory=dict)  # the caller's labels, kept by the gateway
 
     @property
+    def wants_logprobs(self) -> bool:
+        return self.logprobs or self.top_logprobs is not None
+
+    @property
     def reasoning_active(self) -> bool:
         return self.reasoning is not None and self.reasoning.active
 

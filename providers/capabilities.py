@@ -287,7 +287,7 @@ def _sampling(caps: Capabilities, r: ChatRequest, out: list[Unsupported]) -> Non
                 "takes no stop sequences" if caps.max_stop == 0 else f"takes at most {caps.max_stop} stop sequences",
             )
         )
-    if r.logprobs or r.top_logprobs:
+    if r.wants_logprobs:
         if caps.logprobs is None:
             out.append(Unsupported("logprobs", "returns no log probabilities"))
         elif r.top_logprobs is not None and r.top_logprobs > caps.logprobs:

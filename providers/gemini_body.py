@@ -114,7 +114,7 @@ def generation_config(request: ChatRequest) -> dict[str, Any]:
         cfg["responseMimeType"] = "application/json" if rf.is_json else "text/plain"
         if rf.type == "json_schema":
             cfg["responseJsonSchema"] = rf.schema or {"type": "object"}
-    if r.logprobs or r.top_logprobs is not None:
+    if r.wants_logprobs:
         cfg["responseLogprobs"] = True
         if r.top_logprobs:
             cfg["logprobs"] = r.top_logprobs

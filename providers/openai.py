@@ -130,7 +130,7 @@ def request_options(
         p["tool_choice"] = _tool_choice(r.tool_choice)
     if r.parallel_tool_calls is not None:
         p["parallel_tool_calls"] = r.parallel_tool_calls
-    if r.logprobs or r.top_logprobs:
+    if r.wants_logprobs:
         p["logprobs"] = True
         if r.top_logprobs is not None:
             p["top_logprobs"] = r.top_logprobs
@@ -236,7 +236,7 @@ class OpenAIProvider:
         )
         finish: FinishReason | None = None
         usage: Usage | None = None
-        want_logprobs = request.logprobs or request.top_logprobs is not None
+        want_logprobs = request.wants_logprobs
         try:
             async for _name, chunk in events:
                 if "error" in chunk and not chunk.get("choices"):
