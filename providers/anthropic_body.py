@@ -108,9 +108,7 @@ def _tool(t: ToolSpec) -> dict[str, Any]:
 
 def _format_tool(rf: ResponseFormat) -> dict[str, Any]:
     """The tool a model without native structured output is made to call: its input is the answer."""
-    schema = rf.schema if rf.type == "json_schema" and rf.schema else {"type": "object"}
-    description = rf.description or "Give the answer as this tool's input: JSON matching its schema."
-    return {"name": rf.name, "description": description, "input_schema": schema}
+    return {"name": rf.name, "description": rf.tool_description(), "input_schema": rf.tool_schema()}
 
 
 def _native_format(rf: ResponseFormat) -> dict[str, Any]:

@@ -100,6 +100,13 @@ class ResponseFormat:
     def is_json(self) -> bool:
         return self.type != "text"
 
+    def tool_schema(self) -> dict[str, Any]:
+        """The input schema of the tool that carries the answer: the schema, or any object for JSON mode."""
+        return self.schema if self.type == "json_schema" and self.schema else {"type": "object"}
+
+    def tool_description(self) -> str:
+        return self.description or "Give the answer as this tool's input: JSON matching its schema."
+
 
 JSON_OBJECT = ResponseFormat("json_object")
 
@@ -158,6 +165,12 @@ class ChatRequest:
     top_logprobs: int | None = None
     user: str | None = None  # an opaque end-user id, for the provider's abuse detection
     metadata: dict[str, str] = field(default_factory=dict)  # the caller's labels, kept by the gateway
+
+    @property
+    def answer_tool(self) -> str | None:
+        """The tool whose input is the answer, when structured output goes through a forced tool call."""
+        rf = self.response_format
+        return rf.name if rf is not None and rf.is_json and rf.via_tool else None
 
     @property
     def wants_logprobs(self) -> bool:

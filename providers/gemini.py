@@ -172,6 +172,7 @@ class GeminiProvider:
         meta: dict[str, Any] | None = None
         calls = 0
         want_logprobs = request.wants_logprobs
+        answer = request.answer_tool
         try:
             async for _name, chunk in events:
                 if "error" in chunk:
@@ -195,6 +196,9 @@ class GeminiProvider:
                     fc = part.get("functionCall")
                     if fc is not None:
                         args = json.dumps(fc.get("args") or {})
+                        if answer is not None and fc.get("name") == answer:
+                            yield TextDelta(args)  # the forced call carrying the answer: its arguments are it
+                            continue
                         yield ToolCallDelta(calls, fc.get("id") or f"call_{calls}", fc.get("name") or "", args)
                         calls += 1
                 if want_logprobs and cand.get("logprobsResult"):

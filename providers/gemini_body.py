@@ -110,7 +110,7 @@ def generation_config(request: ChatRequest) -> dict[str, Any]:
     if r.stop:
         cfg["stopSequences"] = list(r.stop)
     rf = r.response_format
-    if rf is not None:
+    if rf is not None and r.answer_tool is None:
         cfg["responseMimeType"] = "application/json" if rf.is_json else "text/plain"
         if rf.type == "json_schema":
             cfg["responseJsonSchema"] = rf.schema or {"type": "object"}
@@ -148,13 +148,20 @@ def build_body(request: ChatRequest, *, provider: str = "gemini", model: str = "
     system = request.system_prompt()
     if system:
         body["systemInstruction"] = {"parts": [{"text": system}]}
-    if request.tools:
-        declarations = [
-            {"name": t.name, "description": t.description, "parametersJsonSchema": t.parameters} for t in request.tools
-        ]
-        body["tools"] = [{"functionDeclarations": declarations}]
-    if request.tool_choice is not None:
+    declarations = [
+        {"name": t.name, "description": t.description, "parametersJsonSchema": t.parameters} for t in request.tools
+    ]
+    rf, answer = request.response_format, request.answer_tool
+    if rf is not None and answer is not None:
+        # No native structured output: the answer is the arguments of a call the model is made to make.
+        declarations.append(
+            {"name": answer, "description": rf.tool_description(), "parametersJsonSchema": rf.tool_schema()}
+        )
+        body["toolConfig"] = _function_calling(ToolChoice("function", answer))
+    elif request.tool_choice is not None:
         body["toolConfig"] = _function_calling(request.tool_choice)
+    if declarations:
+        body["tools"] = [{"functionDeclarations": declarations}]
     cfg = generation_config(request)
     if cfg:
         body["generationConfig"] = cfg

@@ -124,10 +124,16 @@ def request_options(
             p[key] = getattr(r, key)
     if r.stop:
         p["stop"] = list(r.stop)
-    if r.response_format is not None:
-        p["response_format"] = _response_format(r.response_format)
-    if r.tool_choice is not None:
-        p["tool_choice"] = _tool_choice(r.tool_choice)
+    answer = r.answer_tool
+    if answer is not None:
+        # No native structured output: the answer is the input of a tool the model is made to call
+        # (`params` adds the tool).
+        p["tool_choice"] = {"type": "function", "function": {"name": answer}}
+    else:
+        if r.response_format is not None:
+            p["response_format"] = _response_format(r.response_format)
+        if r.tool_choice is not None:
+            p["tool_choice"] = _tool_choice(r.tool_choice)
     if r.parallel_tool_calls is not None:
         p["parallel_tool_calls"] = r.parallel_tool_calls
     if r.wants_logprobs:
@@ -200,8 +206,12 @@ class OpenAIProvider:
             p["stream_options"] = {"include_usage": True}
         if request.max_tokens is not None:
             p[self._max_tokens_field] = request.max_tokens
-        if request.tools:
-            p["tools"] = [_tool(t) for t in request.tools]
+        tools = [_tool(t) for t in request.tools]
+        rf = request.response_format
+        if rf is not None and request.answer_tool is not None:
+            tools.append(_tool(ToolSpec(rf.name, rf.tool_description(), rf.tool_schema())))
+        if tools:
+            p["tools"] = tools
         p.update(request_options(request, official=self._official, provider=self.name, model=upstream_model))
         if self._key_header:
             p["extra_headers"] = {**self._extra_headers, self._key_header: api_key}
@@ -237,20 +247,14 @@ class OpenAIProvider:
         finish: FinishReason | None = None
         usage: Usage | None = None
         want_logprobs = request.wants_logprobs
+        answer = _AnswerCall(request.answer_tool) if request.answer_tool is not None else None
         try:
             async for _name, chunk in events:
                 if "error" in chunk and not chunk.get("choices"):
                     raise self._event_error(chunk, upstream_model)
                 u = chunk.get("usage")
                 if u:
-                    pd = u.get("prompt_tokens_details") or {}
-                    cd = u.get("completion_tokens_details") or {}
-                    usage = Usage(
-                        u.get("prompt_tokens") or 0,
-                        u.get("completion_tokens") or 0,
-                        pd.get("cached_tokens") or 0,
-                        cd.get("reasoning_tokens") or 0,
-                    )
+                    usage = _usage(u)
                 choices = chunk.get("choices")
                 if not choices:
                     continue
@@ -264,6 +268,10 @@ class OpenAIProvider:
                     if calls:
                         for tc in calls:
                             fn = tc.get("function") or {}
+                            if answer is not None and answer.owns(tc, fn):
+                                if fn.get("arguments"):
+                                    yield TextDelta(fn["arguments"])
+                                continue
                             yield ToolCallDelta(
                                 tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments") or ""
                             )
@@ -277,6 +285,8 @@ class OpenAIProvider:
                 reason = choice.get("finish_reason")
                 if reason is not None:
                     finish = _FINISH.get(reason, "other")
+                    if finish == "tool_calls" and answer is not None and answer.index is not None:
+                        finish = "stop"  # the forced call was the answer
         finally:
             # Runs on aclose() and on cancellation too: the upstream response is closed at once.
             await events.aclose()
@@ -325,6 +335,34 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+def _usage(u: dict[str, Any]) -> Usage:
+    prompt = u.get("prompt_tokens_details") or {}
+    completion = u.get("completion_tokens_details") or {}
+    return Usage(
+        u.get("prompt_tokens") or 0,
+        u.get("completion_tokens") or 0,
+        prompt.get("cached_tokens") or 0,
+        completion.get("reasoning_tokens") or 0,
+    )
+
+
+class _AnswerCall:
+    """Picks out the forced call whose arguments are the answer (its first piece names it, the rest share
+    its index), so they stream as text."""
+
+    __slots__ = ("index", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.index: int | None = None
+
+    def owns(self, tc: dict[str, Any], fn: dict[str, Any]) -> bool:
+        index: int = tc.get("index", 0)
+        if self.index is None and fn.get("name") == self.name:
+            self.index = index
+        return index == self.index
 
 
 def _token_logprob(entry: dict[str, Any]) -> TokenLogprob:

@@ -299,6 +299,45 @@ async def test_a_model_without_native_structured_output_answers_through_a_forced
     assert events[-1] == Finish("stop")  # the forced call's tool_use stop is the answer's end
 
 
+TOOL_ONLY = {"json_schema": "tool", "json_object": "tool"}
+
+
+@pytest.mark.parametrize(("name", "model"), [("openai", "llama-3.1-70b"), ("gemini", "gemini-2.0-flash-lite")])
+async def test_a_model_configured_without_native_structured_output_answers_through_a_forced_call(
+    emu: Emulator, name: str, model: str
+) -> None:
+    spec = spec_from_config({"id": model, "provider": name, "capabilities": TOOL_ONLY})
+    loose = replace(CITY, strict=False)
+    req = for_model(spec, replace(ASK, response_format=loose))
+    assert unsupported(spec, req) == ()
+    events = await collect(name, emu, req, model)
+    body = emu.last.body
+    if name == "openai":
+        assert "response_format" not in body
+        assert body["tools"][-1]["function"]["name"] == "city"
+        assert body["tools"][-1]["function"]["parameters"] == loose.schema
+        assert body["tool_choice"] == {"type": "function", "function": {"name": "city"}}
+    else:
+        assert "responseMimeType" not in gen_config(emu)
+        assert body["tools"][0]["functionDeclarations"][-1]["parametersJsonSchema"] == loose.schema
+        assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["city"]}}
+    City.model_validate_json(text(events))
+    assert not [e for e in events if isinstance(e, ToolCallDelta)]
+    assert events[-1] == Finish("stop")
+    json_mode = await collect(name, emu, for_model(spec, replace(ASK, response_format=JSON_OBJECT)), model)
+    assert isinstance(pydantic.TypeAdapter(dict[str, Any]).validate_json(text(json_mode)), dict)
+
+
+async def test_a_forced_answer_call_beside_the_callers_own_tools_keeps_them_apart(emu: Emulator) -> None:
+    # The capability check refuses this mix for tool-only models; an adapter still keeps the streams apart.
+    spec = spec_from_config({"id": "llama-3.1-70b", "provider": "openai", "capabilities": TOOL_ONLY})
+    req = for_model(spec, replace(ASK, response_format=replace(CITY, strict=False), tools=(TIME,)))
+    assert [u.reason for u in unsupported(spec, req)] == ["cannot combine a JSON schema with tools"]
+    events = await collect("openai", emu, req, "llama-3.1-70b")
+    assert [t["function"]["name"] for t in emu.last.body["tools"]] == ["get_time", "city"]
+    City.model_validate_json(text(events))
+
+
 @pytest.mark.parametrize("name", ["openai", "anthropic", "gemini"])
 async def test_json_mode_streams_a_json_object(emu: Emulator, name: str) -> None:
     spec = Catalog.build().resolve(MODELS[name] if name != "openai" else "gpt-5-mini")
