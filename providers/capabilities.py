@@ -232,7 +232,11 @@ def for_model(spec: ModelSpec, request: ChatRequest) -> ChatRequest:
 
 def unsupported(spec: ModelSpec, request: ChatRequest) -> tuple[Unsupported, ...]:
     """Every field of `request` that `spec` cannot honour, in a stable order. Empty when it can take it all."""
-    caps = capabilities_of(spec)
+    return refusals(capabilities_of(spec), request)
+
+
+def refusals(caps: Capabilities, request: ChatRequest) -> tuple[Unsupported, ...]:
+    """`unsupported` for a model described only by its capabilities."""
     out: list[Unsupported] = []
     _sampling(caps, request, out)
     _shape(caps, request, out)

@@ -239,3 +239,16 @@ def test_a_continuation_with_thinking_on_is_no_prefill_for_claude(catalog: Catal
     assert not accepts_prefill(claude, req(reasoning=THINK))
     assert not accepts_prefill(catalog.resolve("gpt-5-mini"), BASE)  # no prefill at all
     assert accepts_prefill(catalog.resolve("mock"), req(reasoning=THINK))
+
+
+async def test_the_mock_model_refuses_by_name_what_it_cannot_honour() -> None:
+    from providers import errors
+    from providers.base import Credential
+    from providers.mock import MockProvider
+
+    mock = MockProvider(default_tokens=3)
+    with pytest.raises(errors.BadRequest, match="cannot honour logprobs, response_format"):
+        async for _ in mock.stream(req(response_format=LOOSE, logprobs=True), "mock", Credential("")):
+            pass
+    words = [ev async for ev in mock.stream(req(temperature=0.2, seed=4), "mock", Credential(""))]
+    assert len(words) == 5  # three words, usage, finish: sampling is moot for a fixed text
