@@ -100,9 +100,10 @@ async def _send(client: genai.Client, model: str, body: dict[str, Any]) -> httpx
     """
     sink: list[httpx2.Response] = []
     token = _responses.set(sink)
+    resource = model if "/" in model else f"models/{model}"  # "tunedModels/x" and "models/x" name themselves
     try:
         chunks = await client._api_client.async_request_streamed(
-            "post", f"models/{model}:streamGenerateContent?alt=sse", body
+            "post", f"{resource}:streamGenerateContent?alt=sse", body
         )
     finally:
         _responses.reset(token)
