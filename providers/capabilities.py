@@ -235,6 +235,12 @@ def unsupported(spec: ModelSpec, request: ChatRequest) -> tuple[Unsupported, ...
     return refusals(capabilities_of(spec), request)
 
 
+def can_take_over(spec: ModelSpec, request: ChatRequest) -> bool:
+    """Whether `spec` may serve `request` as a fallback: it gives the same kind of answer (schema, tool choice,
+    stop sequences, logprobs). What it cannot honour of the sampling is for the face to report."""
+    return all(u.kind != "shape" for u in unsupported(spec, request))
+
+
 def refusals(caps: Capabilities, request: ChatRequest) -> tuple[Unsupported, ...]:
     """`unsupported` for a model described only by its capabilities."""
     out: list[Unsupported] = []

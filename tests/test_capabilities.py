@@ -16,6 +16,7 @@ from providers.capabilities import (
     OPENAI_CHAT,
     RESPONSES_FIELDS,
     accepts_prefill,
+    can_take_over,
     capabilities_of,
     for_model,
     unsupported,
@@ -252,3 +253,17 @@ async def test_the_mock_model_refuses_by_name_what_it_cannot_honour() -> None:
             pass
     words = [ev async for ev in mock.stream(req(temperature=0.2, seed=4), "mock", Credential(""))]
     assert len(words) == 5  # three words, usage, finish: sampling is moot for a fixed text
+
+
+def test_a_fallback_is_taken_only_if_it_gives_the_same_kind_of_answer(catalog: Catalog) -> None:
+    strict = req(response_format=STRICT, temperature=0.3)
+    # GPT-5 cannot take the temperature (the face reports that) but gives the same JSON: it may take over.
+    assert can_take_over(catalog.resolve("gpt-5-mini"), strict)
+    assert can_take_over(catalog.resolve("gemini-2.5-flash"), strict)
+    # Opus 4.1 cannot guarantee the schema, the mock has no structured output: not taken.
+    assert not can_take_over(catalog.resolve("claude-opus-4-1"), strict)
+    assert not can_take_over(catalog.resolve("mock"), strict)
+    forced = req(tools=(TOOL,), tool_choice=ToolChoice("required"), reasoning=THINK)
+    assert can_take_over(catalog.resolve("gpt-5"), forced) and not can_take_over(
+        catalog.resolve("claude-sonnet-4-5"), forced
+    )
