@@ -1,8 +1,10 @@
-"""Anthropic Messages over the official `anthropic` SDK (raw event stream, no accumulating helper)."""
+"""Anthropic Messages over the official `anthropic` SDK (raw event stream, no accumulating helper).
+
+The request body is built in `providers/anthropic_body.py`.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,8 +12,17 @@ import anthropic
 import httpx2
 
 from providers import errors
-from providers.base import ChatRequest, Credential, ImagePart, Message, TextPart
-from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from providers.anthropic_body import build_params, forced_tool
+from providers.base import ChatRequest, Credential
+from providers.events import (
+    Finish,
+    FinishReason,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from providers.sse import open_sdk_stream
 from providers.upstream import (
     TRANSPORT_ERRORS,
@@ -19,7 +30,6 @@ from providers.upstream import (
     by_status,
     is_prefill_refusal,
     refused,
-    split_data_url,
     transport_error,
 )
 
@@ -58,54 +68,87 @@ def _make_client(base_url: str, api_key: str, pool: httpx2.AsyncClient) -> anthr
     )
 
 
-def _image(part: ImagePart) -> dict[str, Any]:
-    inline = split_data_url(part.url)
-    if inline is not None:
-        return {"type": "image", "source": {"type": "base64", "media_type": inline[0], "data": inline[1]}}
-    return {"type": "image", "source": {"type": "url", "url": part.url}}
-
-
-def _blocks(msg: Message) -> list[dict[str, Any]]:
-    if msg.role == "tool":
-        return [{"type": "tool_result", "tool_use_id": msg.tool_call_id or "", "content": msg.text()}]
-    blocks: list[dict[str, Any]] = []
-    if isinstance(msg.content, str):
-        if msg.content:
-            blocks.append({"type": "text", "text": msg.content})
-    else:
-        for part in msg.content:
-            if isinstance(part, TextPart):
-                if part.text:
-                    blocks.append({"type": "text", "text": part.text})
-            elif isinstance(part, ImagePart):
-                blocks.append(_image(part))
-    for call in msg.tool_calls:
-        try:
-            args = json.loads(call.arguments) if call.arguments else {}
-        except ValueError:
-            args = {}
-        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": args})
-    return blocks
-
-
-def to_messages(request: ChatRequest) -> list[dict[str, Any]]:
-    """Turns in Anthropic's shape: tool results ride in user turns; same-role neighbours are merged."""
-    out: list[dict[str, Any]] = []
-    for msg in request.turns():
-        role = "assistant" if msg.role == "assistant" else "user"
-        blocks = _blocks(msg)
-        if not blocks:
-            continue
-        if out and out[-1]["role"] == role:
-            out[-1]["content"].extend(blocks)
-        else:
-            out.append({"role": role, "content": blocks})
-    return out
-
-
 def _aiohttp_pool(timeout: httpx2.Timeout, limits: httpx2.Limits) -> httpx2.AsyncClient:
     """The SDK's own aiohttp transport: its C HTTP parser reads a stream for a fraction of h11's cost."""
     return anthropic.DefaultAioHttpClient(timeout=timeout, limits=limits)
+
+
+class _StreamState:
+    """What one Messages stream has said so far, beyond text: tool blocks, thinking, usage, stop reason.
+
+    With structured output through a forced tool (`forced`), that tool's input is the answer: its JSON
+    streams as text and its `tool_use` stop is an ordinary end.
+    """
+
+    __slots__ = (
+        "cache_write",
+        "cached",
+        "finish",
+        "forced",
+        "input_tokens",
+        "json_blocks",
+        "output_tokens",
+        "thinking_chars",
+        "thinking_tokens",
+        "tool_slots",
+    )
+
+    def __init__(self, forced: str | None) -> None:
+        self.forced = forced
+        self.finish: FinishReason | None = None
+        self.input_tokens = self.cached = self.cache_write = self.output_tokens = 0
+        self.thinking_chars = 0
+        self.thinking_tokens: int | None = None
+        self.tool_slots: dict[int, int] = {}  # content block index -> tool call number
+        self.json_blocks: set[int] = set()  # content blocks whose input is the answer's text
+
+    def delta(self, index: int, d: dict[str, Any]) -> ProviderEvent | None:
+        dtype = d.get("type")
+        if dtype == "input_json_delta":
+            piece = d.get("partial_json")
+            if not piece:
+                return None
+            if index in self.json_blocks:
+                return TextDelta(piece)
+            return ToolCallDelta(self.tool_slots.get(index, 0), None, None, piece)
+        if dtype == "thinking_delta":
+            text = d.get("thinking", "")
+            self.thinking_chars += len(text)
+            return ReasoningDelta(text) if text else None
+        return None
+
+    def block_start(self, index: int, block: dict[str, Any]) -> ToolCallDelta | None:
+        if block.get("type") != "tool_use":
+            return None
+        if self.forced is not None and block.get("name") == self.forced:
+            self.json_blocks.add(index)
+            return None
+        slot = self.tool_slots[index] = len(self.tool_slots)
+        return ToolCallDelta(slot, block.get("id"), block.get("name"), "")
+
+    def message_start(self, u: dict[str, Any]) -> None:
+        self.cached = u.get("cache_read_input_tokens") or 0
+        self.cache_write = u.get("cache_creation_input_tokens") or 0
+        # Anthropic's input_tokens is only the uncached part of the prompt.
+        self.input_tokens = (u.get("input_tokens") or 0) + self.cached + self.cache_write
+        self.output_tokens = u.get("output_tokens") or 0
+
+    def message_delta(self, ev: dict[str, Any]) -> None:
+        stop = (ev.get("delta") or {}).get("stop_reason")
+        if stop is not None:
+            self.finish = "stop" if stop == "tool_use" and self.json_blocks else _FINISH.get(stop, "other")
+        u = ev.get("usage") or {}
+        self.output_tokens = u.get("output_tokens", self.output_tokens)
+        details = u.get("output_tokens_details") or {}
+        if details.get("thinking_tokens") is not None:
+            self.thinking_tokens = details["thinking_tokens"]
+
+    def usage(self) -> Usage:
+        reasoning = self.thinking_tokens
+        if reasoning is None:
+            # Without a breakdown, thinking hides inside output tokens: estimate its share from the text.
+            reasoning = min(self.output_tokens, (self.thinking_chars + 3) // 4)
+        return Usage(self.input_tokens, self.output_tokens, self.cached, reasoning, self.cache_write)
 
 
 class AnthropicProvider:
@@ -125,23 +168,7 @@ class AnthropicProvider:
         self._default_max_tokens = default_max_tokens
 
     def params(self, request: ChatRequest, upstream_model: str) -> dict[str, Any]:
-        p: dict[str, Any] = {
-            "model": upstream_model,
-            "messages": to_messages(request),
-            "max_tokens": request.max_tokens or self._default_max_tokens,
-            "stream": True,
-        }
-        system = request.system_prompt()
-        if system:
-            p["system"] = system
-        # No temperature: the Messages API of this SDK generation no longer takes sampling parameters.
-        if request.stop:
-            p["stop_sequences"] = list(request.stop)
-        if request.tools:
-            p["tools"] = [
-                {"name": t.name, "description": t.description, "input_schema": t.parameters} for t in request.tools
-            ]
-        return p
+        return build_params(request, upstream_model, self._default_max_tokens, provider=self.name)
 
     async def stream(
         self, request: ChatRequest, upstream_model: str, credential: Credential
@@ -159,10 +186,7 @@ class AnthropicProvider:
             provider=self.name,
             model=upstream_model,
         )
-        finish: FinishReason | None = None
-        input_tokens = cached = output_tokens = 0
-        thinking_chars = 0
-        tool_slots: dict[int, int] = {}  # content block index -> tool call number
+        read = _StreamState(forced_tool(request))
         try:
             async for name, ev in events:
                 if not name:
@@ -170,40 +194,29 @@ class AnthropicProvider:
                 kind = ev.get("type")
                 if kind == "content_block_delta":
                     d = ev["delta"]
-                    dtype = d.get("type")
-                    if dtype == "text_delta":
+                    if d.get("type") == "text_delta":  # the per-token common case, kept inline
                         yield TextDelta(d["text"])
-                    elif dtype == "input_json_delta":
-                        if d.get("partial_json"):
-                            yield ToolCallDelta(tool_slots.get(ev.get("index", 0), 0), None, None, d["partial_json"])
-                    elif dtype == "thinking_delta":
-                        thinking_chars += len(d.get("thinking", ""))
+                    else:
+                        out = read.delta(ev.get("index", 0), d)
+                        if out is not None:
+                            yield out
                 elif kind == "content_block_start":
-                    block = ev["content_block"]
-                    if block.get("type") == "tool_use":
-                        slot = tool_slots[ev.get("index", 0)] = len(tool_slots)
-                        yield ToolCallDelta(slot, block.get("id"), block.get("name"), "")
+                    started = read.block_start(ev.get("index", 0), ev["content_block"])
+                    if started is not None:
+                        yield started
                 elif kind == "message_start":
-                    u = ev["message"].get("usage") or {}
-                    cached = u.get("cache_read_input_tokens") or 0
-                    input_tokens = (u.get("input_tokens") or 0) + cached + (u.get("cache_creation_input_tokens") or 0)
-                    output_tokens = u.get("output_tokens") or 0
+                    read.message_start(ev["message"].get("usage") or {})
                 elif kind == "message_delta":
-                    stop = (ev.get("delta") or {}).get("stop_reason")
-                    if stop is not None:
-                        finish = _FINISH.get(stop, "other")
-                    output_tokens = (ev.get("usage") or {}).get("output_tokens", output_tokens)
+                    read.message_delta(ev)
                 elif kind == "error":
                     raise self._event_error(ev, upstream_model, events.response.headers)
         finally:
             # Runs on aclose() and on cancellation too: the upstream response is closed at once.
             await events.aclose()
-        if finish is None:
+        if read.finish is None:
             raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
-        # Anthropic counts thinking inside output tokens and does not split it out: estimate the share.
-        reasoning = min(output_tokens, (thinking_chars + 3) // 4)
-        yield Usage(input_tokens, output_tokens, cached, reasoning)
-        yield Finish(finish)
+        yield read.usage()
+        yield Finish(read.finish)
 
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
         kw: dict[str, str] = {"provider": self.name, "model": model}

@@ -10,10 +10,25 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
+from providers.capabilities import (
+    CLAUDE,
+    CLAUDE_OPUS_4_1,
+    GEMINI_FLASH,
+    GEMINI_PRO,
+    MOCK,
+    OPENAI_REASONING,
+    Capabilities,
+    default_capabilities,
+)
+from providers.capability_config import capabilities_from_config
+
 
 @dataclass(slots=True, frozen=True)
 class Price:
-    """USD per million tokens. `tiers` maps an input-token threshold to a higher price above it."""
+    """USD per million tokens; above `tier_threshold` input tokens the `tier_` prices apply where given.
+
+    Cache reads cost `cached_input` and cache writes `cache_write_input`; either unset costs `input`.
+    """
 
     input: Decimal
     output: Decimal
@@ -22,6 +37,8 @@ class Price:
     tier_input: Decimal | None = None
     tier_output: Decimal | None = None
     tier_cached_input: Decimal | None = None
+    cache_write_input: Decimal | None = None
+    tier_cache_write_input: Decimal | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -37,6 +54,8 @@ class ModelSpec:
     first_token_timeout: float | None = None  # seconds; None = router default
     inter_token_timeout: float | None = None
     price: Price | None = None  # overrides the price database
+    # What the model can honour of a request; None: its family's defaults (see providers/capabilities.py).
+    capabilities: Capabilities | None = None
 
 
 # GPT-5 and Gemini 2.5 think before they write and stream nothing meanwhile: a silent minute is not a stall.
@@ -52,6 +71,7 @@ _DEFAULTS: tuple[ModelSpec, ...] = (
         fallbacks=("claude-sonnet-4-5", "gemini-2.5-flash"),
         aliases=("openai", "gpt-mini"),
         first_token_timeout=REASONING_FIRST_TOKEN_S,
+        capabilities=OPENAI_REASONING,
     ),
     ModelSpec(
         "gpt-5",
@@ -62,6 +82,7 @@ _DEFAULTS: tuple[ModelSpec, ...] = (
         fallbacks=("claude-opus-4-1", "gemini-2.5-pro"),
         tier="advanced",
         first_token_timeout=REASONING_FIRST_TOKEN_S,
+        capabilities=OPENAI_REASONING,
     ),
     ModelSpec(
         "claude-sonnet-4-5",
@@ -71,6 +92,7 @@ _DEFAULTS: tuple[ModelSpec, ...] = (
         True,
         fallbacks=("gpt-5-mini", "gemini-2.5-flash"),
         aliases=("claude", "sonnet"),
+        capabilities=replace(CLAUDE, thinking_budget=(1024, 63_999)),  # 64k output tokens
     ),
     ModelSpec(
         "claude-opus-4-1",
@@ -81,6 +103,7 @@ _DEFAULTS: tuple[ModelSpec, ...] = (
         fallbacks=("gpt-5", "gemini-2.5-pro"),
         aliases=("opus",),
         tier="advanced",
+        capabilities=CLAUDE_OPUS_4_1,  # 32k output tokens
     ),
     ModelSpec(
         "gemini-2.5-flash",
@@ -91,6 +114,7 @@ _DEFAULTS: tuple[ModelSpec, ...] = (
         fallbacks=("gpt-5-mini", "claude-sonnet-4-5"),
         aliases=("gemini", "flash"),
         first_token_timeout=REASONING_FIRST_TOKEN_S,
+        capabilities=GEMINI_FLASH,
     ),
     ModelSpec(
         "gemini-2.5-pro",
@@ -102,6 +126,7 @@ _DEFAULTS: tuple[ModelSpec, ...] = (
         aliases=("gemini-pro",),
         tier="advanced",
         first_token_timeout=REASONING_FIRST_TOKEN_S,
+        capabilities=GEMINI_PRO,
     ),
     # The built-in mock: deterministic text, no key, a nominal price so spend dashboards move in demos.
     ModelSpec(
@@ -112,9 +137,16 @@ _DEFAULTS: tuple[ModelSpec, ...] = (
         True,
         fallbacks=("mock-backup",),
         price=Price(Decimal("1"), Decimal("2"), Decimal("0.1")),
+        capabilities=MOCK,
     ),
     ModelSpec(
-        "mock-backup", "mock", "mock-backup", 32_000, True, price=Price(Decimal("1"), Decimal("2"), Decimal("0.1"))
+        "mock-backup",
+        "mock",
+        "mock-backup",
+        32_000,
+        True,
+        price=Price(Decimal("1"), Decimal("2"), Decimal("0.1")),
+        capabilities=MOCK,
     ),
 )
 
@@ -173,6 +205,8 @@ def _price(raw: Mapping[str, Any] | None) -> Price | None:
         dec("tier_input"),
         dec("tier_output"),
         dec("tier_cached_input"),
+        dec("cache_write_input"),
+        dec("tier_cache_write_input"),
     )
 
 
@@ -201,4 +235,14 @@ def spec_from_config(raw: Mapping[str, Any], base: ModelSpec | None = None) -> M
             changes[key] = tuple(str(x) for x in raw[key])
     if "price" in raw:
         changes["price"] = _price(raw["price"])
+    if "provider" in changes or "upstream" in changes:
+        # Another model behind the id: what the old one could honour says nothing about it.
+        changes["capabilities"] = None
+    if "capabilities" in raw:
+        caps = raw["capabilities"]
+        if not isinstance(caps, Mapping):
+            raise ValueError(f"model {raw['id']!r}: 'capabilities' must be an object")
+        spec = replace(base, **changes)
+        start = spec.capabilities or default_capabilities(spec.provider, spec.upstream)
+        changes["capabilities"] = capabilities_from_config(caps, start)
     return replace(base, **changes)

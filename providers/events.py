@@ -28,11 +28,36 @@ class ToolCallDelta:
 
 
 @dataclass(slots=True)
+class ReasoningDelta:
+    """A piece of the model's visible thinking (Anthropic thinking, Gemini thought parts): never answer text."""
+
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] | None = None
+    top: tuple[TokenLogprob, ...] = ()  # the most likely alternatives at this position, when asked for
+
+
+@dataclass(slots=True)
+class LogprobsDelta:
+    """Log probabilities of answer tokens just streamed; only produced when the request asked for them."""
+
+    tokens: tuple[TokenLogprob, ...]
+
+
+@dataclass(slots=True)
 class Usage:
+    """Token counts of one attempt. `input_tokens` includes cache reads and cache writes."""
+
     input_tokens: int = 0
     output_tokens: int = 0
-    cached_input_tokens: int = 0
+    cached_input_tokens: int = 0  # read from the provider's prompt cache
     reasoning_tokens: int = 0
+    cache_write_input_tokens: int = 0  # written to the prompt cache (Anthropic bills these above input)
 
 
 @dataclass(slots=True)
@@ -40,4 +65,4 @@ class Finish:
     reason: FinishReason
 
 
-ProviderEvent = TextDelta | ToolCallDelta | Usage | Finish
+ProviderEvent = TextDelta | ToolCallDelta | ReasoningDelta | LogprobsDelta | Usage | Finish

@@ -1,35 +1,44 @@
-"""Gemini over the official `google-genai` SDK (`generate_content_stream`, Developer API, `alt=sse`).
+"""Gemini over the official `google-genai` SDK (Developer API, `streamGenerateContent?alt=sse`).
 
-The SDK is given our shared `httpx2` client, so all keys for one base URL share one pool and the
-transport errors are the same ones the other adapters see.
+The SDK's API client builds the request (URL, API version, key header, timeout), sends it through our shared
+`httpx2` pool and raises its own errors on error statuses; the streamed body is then read here with the shared
+SSE reader, without an SDK model per chunk. The request body is built in `providers/gemini_body.py`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
+import anthropic
 import httpx2
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
 from providers import errors
-from providers.base import ChatRequest, Credential, ImagePart, Message, TextPart
-from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from providers.base import ChatRequest, Credential
+from providers.events import (
+    Finish,
+    FinishReason,
+    LogprobsDelta,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    TokenLogprob,
+    ToolCallDelta,
+    Usage,
+)
+from providers.gemini_body import build_body
+from providers.sse import open_sdk_stream
 from providers.upstream import (
     TRANSPORT_ERRORS,
     ClientCache,
     by_status,
-    guess_image_type,
     is_prefill_refusal,
     retry_after,
-    split_data_url,
     transport_error,
 )
 
@@ -52,8 +61,8 @@ _FINISH: dict[str, FinishReason] = {
 # What a call or a stream may raise: the SDK's errors and the transport errors it lets through.
 _FAILURES: tuple[type[BaseException], ...] = (genai_errors.APIError, *TRANSPORT_ERRORS)
 
-# The SDK nests several async generators; closing the outer one leaves the HTTP response to the garbage
-# collector. A response hook hands each stream its own response so it can close it at once.
+# The SDK's API client keeps the HTTP response to itself; a response hook on our pool hands it to the
+# stream that sent the request, which then reads the body directly.
 _responses: ContextVar[list[httpx2.Response] | None] = ContextVar("gemini_responses", default=None)
 
 
@@ -64,7 +73,9 @@ async def _capture(response: httpx2.Response) -> None:
 
 
 def _make_pool(timeout: httpx2.Timeout, limits: httpx2.Limits) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(timeout=timeout, limits=limits, event_hooks={"response": [_capture]})
+    """An httpx2 client on aiohttp (the class the Anthropic and OpenAI SDKs ship for that): its C HTTP parser
+    reads a stream for about a third of h11's CPU per chunk. google-genai takes any httpx2 client."""
+    return anthropic.DefaultAioHttpClient(timeout=timeout, limits=limits, event_hooks={"response": [_capture]})
 
 
 def _make_client(base_url: str, api_key: str, pool: httpx2.AsyncClient) -> genai.Client:
@@ -80,63 +91,57 @@ def _make_client(base_url: str, api_key: str, pool: httpx2.AsyncClient) -> genai
     return genai.Client(api_key=api_key or "none", http_options=options)
 
 
-def _image(part: ImagePart) -> genai_types.Part:
-    inline = split_data_url(part.url)
-    if inline is not None:
-        try:
-            data = base64.b64decode(inline[1], validate=True)
-        except (binascii.Error, ValueError):
-            raise errors.BadRequest("an image data: URL is not valid base64", provider="gemini") from None
-        return genai_types.Part.from_bytes(data=data, mime_type=inline[0])
-    return genai_types.Part.from_uri(file_uri=part.url, mime_type=guess_image_type(part.url))
+async def _send(client: genai.Client, model: str, body: dict[str, Any]) -> httpx2.Response:
+    """POST the stream request through the SDK's API client and hand back the open response.
 
-
-def _tool_result(text: str) -> dict[str, Any]:
+    `async_request_streamed` is the lowest public method of the SDK's API client: it builds, signs and sends
+    the request and raises on an error status, but would parse each chunk into dicts and back; its reader is
+    closed unstarted and the body is read by the shared SSE reader instead.
+    """
+    sink: list[httpx2.Response] = []
+    token = _responses.set(sink)
+    resource = model if "/" in model else f"models/{model}"  # "tunedModels/x" and "models/x" name themselves
     try:
-        value = json.loads(text)
-    except ValueError:
-        value = text
-    return value if isinstance(value, dict) else {"result": value}
+        chunks = await client._api_client.async_request_streamed(
+            "post", f"{resource}:streamGenerateContent?alt=sse", body
+        )
+    finally:
+        _responses.reset(token)
+    await chunks.aclose()
+    return sink[-1]
 
 
-def to_contents(request: ChatRequest) -> list[dict[str, Any]]:
-    names: dict[str, str] = {}  # tool call id -> function name (Gemini answers by name)
-    out: list[dict[str, Any]] = []
-    for msg in request.turns():
-        parts = _parts(msg, names)
-        if not parts:
-            continue
-        role = "model" if msg.role == "assistant" else "user"
-        if out and out[-1]["role"] == role:
-            out[-1]["parts"].extend(parts)
-        else:
-            out.append({"role": role, "parts": parts})
-    return out
+def _chunk_error(chunk: dict[str, Any], response: httpx2.Response) -> genai_errors.APIError:
+    """An error chunk inside a 200 stream, as the SDK would have raised it."""
+    error = chunk.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    status = code if isinstance(code, int) else 500
+    if 400 <= status < 500:
+        return genai_errors.ClientError(status, chunk, response)
+    return genai_errors.ServerError(status, chunk, response)
 
 
-def _parts(msg: Message, names: dict[str, str]) -> list[Any]:
-    if msg.role == "tool":
-        name = names.get(msg.tool_call_id or "", msg.tool_call_id or "tool")
-        return [{"function_response": {"name": name, "response": _tool_result(msg.text())}}]
-    parts: list[Any] = []
-    if isinstance(msg.content, str):
-        if msg.content:
-            parts.append({"text": msg.content})
-    else:
-        for part in msg.content:
-            if isinstance(part, TextPart):
-                if part.text:
-                    parts.append({"text": part.text})
-            elif isinstance(part, ImagePart):
-                parts.append(_image(part))
-    for call in msg.tool_calls:
-        names[call.id] = call.name
-        try:
-            args = json.loads(call.arguments) if call.arguments else {}
-        except ValueError:
-            args = {}
-        parts.append({"function_call": {"name": call.name, "args": args}})
-    return parts
+def _logprobs(result: dict[str, Any]) -> LogprobsDelta | None:
+    chosen = result.get("chosenCandidates") or ()
+    if not chosen:
+        return None
+    tops = result.get("topCandidates") or ()
+    tokens = []
+    for n, c in enumerate(chosen):
+        alts = tops[n].get("candidates", ()) if n < len(tops) else ()
+        top = tuple(TokenLogprob(a.get("token", ""), float(a.get("logProbability", 0.0))) for a in alts)
+        tokens.append(TokenLogprob(c.get("token", ""), float(c.get("logProbability", 0.0)), None, top))
+    return LogprobsDelta(tuple(tokens))
+
+
+def _usage(meta: dict[str, Any]) -> Usage:
+    thoughts = meta.get("thoughtsTokenCount") or 0
+    return Usage(
+        meta.get("promptTokenCount") or 0,
+        (meta.get("candidatesTokenCount") or 0) + thoughts,  # thoughts are billed as output
+        meta.get("cachedContentTokenCount") or 0,
+        thoughts,
+    )
 
 
 class GeminiProvider:
@@ -149,108 +154,70 @@ class GeminiProvider:
         self.base_url = (base_url or DEFAULT_BASE_URL).rstrip("/")
         self._clients = clients if clients is not None else ClientCache(_make_client, pool_factory=_make_pool)
 
-    def config(self, request: ChatRequest) -> dict[str, Any]:
-        cfg: dict[str, Any] = {
-            # The router owns retries and function execution: no SDK-side loops.
-            "automatic_function_calling": {"disable": True},
-            "automatic_continuation": False,
-        }
-        system = request.system_prompt()
-        if system:
-            cfg["system_instruction"] = system
-        if request.max_tokens is not None:
-            cfg["max_output_tokens"] = request.max_tokens
-        if request.temperature is not None:
-            cfg["temperature"] = request.temperature
-        if request.stop:
-            cfg["stop_sequences"] = list(request.stop)
-        if request.tools:
-            cfg["tools"] = [
-                {
-                    "function_declarations": [
-                        {"name": t.name, "description": t.description, "parameters_json_schema": t.parameters}
-                        for t in request.tools
-                    ]
-                }
-            ]
-        return cfg
+    def body(self, request: ChatRequest, upstream_model: str = "") -> dict[str, Any]:
+        return build_body(request, provider=self.name, model=upstream_model)
 
     async def stream(
         self, request: ChatRequest, upstream_model: str, credential: Credential
     ) -> AsyncIterator[ProviderEvent]:
         client = self._clients.get(self.base_url, credential.api_key)
-        contents = to_contents(request)
-        responses: list[httpx2.Response] = []
-        # The SDK sends the request on the first pull, so the hook's context spans that pull.
-        token = _responses.set(responses)
-        chunk: Any = None
-        try:
-            upstream = await client.aio.models.generate_content_stream(
-                model=upstream_model,
-                contents=contents,  # type: ignore[arg-type]
-                config=self.config(request),  # type: ignore[arg-type]
-            )
-            chunk = await upstream.__anext__()
-        except StopAsyncIteration:
-            chunk = None
-        except _FAILURES as exc:
-            raise self._error(exc, upstream_model) from exc
-        finally:
-            _responses.reset(token)
-        ended = False
+        body = self.body(request, upstream_model)
+        events = await open_sdk_stream(
+            lambda: _send(client, upstream_model, body),
+            _FAILURES,
+            lambda exc: self._error(exc, upstream_model),
+            provider=self.name,
+            model=upstream_model,
+        )
         finish: FinishReason | None = None
-        usage: Usage | None = None
+        meta: dict[str, Any] | None = None
         calls = 0
+        want_logprobs = request.wants_logprobs
+        answer = request.answer_tool
         try:
-            while chunk is not None:
-                meta = chunk.usage_metadata
-                if meta is not None:
-                    thoughts = meta.thoughts_token_count or 0
-                    usage = Usage(
-                        meta.prompt_token_count or 0,
-                        (meta.candidates_token_count or 0) + thoughts,
-                        meta.cached_content_token_count or 0,
-                        thoughts,
-                    )
-                if chunk.candidates:
-                    cand = chunk.candidates[0]
-                    content = cand.content
-                    if content is not None and content.parts:
-                        for part in content.parts:
-                            if part.function_call is not None:
-                                fc = part.function_call
-                                yield ToolCallDelta(
-                                    calls, fc.id or f"call_{calls}", fc.name or "", json.dumps(fc.args or {})
-                                )
-                                calls += 1
-                            elif part.text and not part.thought:
-                                yield TextDelta(part.text)
-                    if cand.finish_reason is not None:
-                        reason = str(getattr(cand.finish_reason, "value", cand.finish_reason))
-                        finish = _FINISH.get(reason, "other")
-                        if finish == "stop" and calls:
-                            finish = "tool_calls"
-                else:
-                    feedback = chunk.prompt_feedback
-                    if feedback is not None and feedback.block_reason is not None:
+            async for _name, chunk in events:
+                if "error" in chunk:
+                    raise self._error(_chunk_error(chunk, events.response), upstream_model)
+                # Usage is cumulative on every chunk: the last one counts.
+                meta = chunk.get("usageMetadata") or meta
+                candidates = chunk.get("candidates")
+                if not candidates:
+                    feedback = chunk.get("promptFeedback") or {}
+                    if feedback.get("blockReason"):
                         raise errors.ContentRefused(
-                            f"prompt blocked: {feedback.block_reason}", provider=self.name, model=upstream_model
+                            f"prompt blocked: {feedback['blockReason']}", provider=self.name, model=upstream_model
                         )
-                try:
-                    chunk = await upstream.__anext__()
-                except StopAsyncIteration:
-                    chunk = None
-            ended = True
-        except _FAILURES as exc:
-            ended = True
-            raise self._error(exc, upstream_model) from exc
+                    continue
+                cand = candidates[0]
+                for part in (cand.get("content") or {}).get("parts") or ():
+                    text = part.get("text")
+                    if text:
+                        yield ReasoningDelta(text) if part.get("thought") else TextDelta(text)
+                        continue
+                    fc = part.get("functionCall")
+                    if fc is not None:
+                        args = json.dumps(fc.get("args") or {})
+                        if answer is not None and fc.get("name") == answer:
+                            yield TextDelta(args)  # the forced call carrying the answer: its arguments are it
+                            continue
+                        yield ToolCallDelta(calls, fc.get("id") or f"call_{calls}", fc.get("name") or "", args)
+                        calls += 1
+                if want_logprobs and cand.get("logprobsResult"):
+                    lp = _logprobs(cand["logprobsResult"])
+                    if lp is not None:
+                        yield lp
+                reason = cand.get("finishReason")
+                if reason is not None:
+                    finish = _FINISH.get(reason, "other")
+                    if finish == "stop" and calls:
+                        finish = "tool_calls"
         finally:
-            if not ended:
-                await _close_early(upstream, responses)
+            # Runs on aclose() and on cancellation too: the upstream response is closed at once.
+            await events.aclose()
         if finish is None:
             raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
-        if usage is not None:
-            yield usage
+        if meta is not None:
+            yield _usage(meta)
         yield Finish(finish)
 
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
@@ -273,17 +240,6 @@ class GeminiProvider:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
-
-
-async def _close_early(upstream: Any, responses: list[httpx2.Response]) -> None:
-    """Close the response now, then let the SDK's generators unwind on the closed stream."""
-    for response in responses:
-        await response.aclose()
-    # One more pull ends the nested generators through their own error paths instead of leaving
-    # them to the garbage collector.
-    with contextlib.suppress(StopAsyncIteration, genai_errors.APIError, RuntimeError, *TRANSPORT_ERRORS):
-        await upstream.__anext__()
-    await upstream.aclose()
 
 
 def _retry_delay(details: Any) -> float | None:

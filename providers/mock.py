@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from providers import errors
 from providers.base import ChatRequest, Credential
+from providers.capabilities import MOCK, refusals
 from providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 
 _TEXT = (
@@ -107,6 +108,11 @@ class MockProvider:
     async def stream(
         self, request: ChatRequest, upstream_model: str, credential: Credential
     ) -> AsyncIterator[ProviderEvent]:
+        refused = refusals(MOCK, request)
+        if refused:
+            # Fixed text cannot take a schema, a forced call or logprobs: say so rather than ignore it.
+            names = ", ".join(u.field for u in refused)
+            raise errors.BadRequest(f"the mock model cannot honour {names}", provider=self.name, model=upstream_model)
         script = parse_script(request, self._default_tokens, self._default_delay_ms)
         fails_here = script.fail_after is not None and script.only in (None, upstream_model)
         prompt_chars = sum(len(m.text()) for m in request.messages)

@@ -13,8 +13,26 @@ import httpx2
 import openai
 
 from providers import errors
-from providers.base import ChatRequest, Credential, ImagePart, Message, TextPart
-from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from providers.base import (
+    ChatRequest,
+    Credential,
+    ImagePart,
+    Message,
+    ResponseFormat,
+    TextPart,
+    ToolChoice,
+    ToolSpec,
+)
+from providers.events import (
+    Finish,
+    FinishReason,
+    LogprobsDelta,
+    ProviderEvent,
+    TextDelta,
+    TokenLogprob,
+    ToolCallDelta,
+    Usage,
+)
 from providers.sse import open_sdk_stream
 from providers.upstream import (
     TRANSPORT_ERRORS,
@@ -34,8 +52,6 @@ _FINISH: dict[str, FinishReason] = {
     "function_call": "tool_calls",
     "content_filter": "content_filter",
 }
-# Reasoning models accept only the default temperature.
-_FIXED_TEMPERATURE = ("gpt-5", "o1", "o3", "o4")
 
 
 # What a call or a stream may raise: the SDK's errors and the transport errors it lets through.
@@ -63,6 +79,79 @@ def _content(msg: Message) -> str | list[dict[str, Any]]:
         elif isinstance(part, ImagePart):
             parts.append({"type": "image_url", "image_url": {"url": part.url}})
     return parts
+
+
+def _tool(t: ToolSpec) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": t.name, "description": t.description, "parameters": t.parameters}
+    if t.strict is not None:
+        fn["strict"] = t.strict
+    return {"type": "function", "function": fn}
+
+
+def _response_format(rf: ResponseFormat) -> dict[str, Any]:
+    if rf.type != "json_schema":
+        return {"type": rf.type}
+    schema: dict[str, Any] = {"name": rf.name, "schema": rf.schema or {"type": "object"}}
+    if rf.strict is not None:
+        schema["strict"] = rf.strict
+    if rf.description:
+        schema["description"] = rf.description
+    return {"type": "json_schema", "json_schema": schema}
+
+
+def _tool_choice(tc: ToolChoice) -> str | dict[str, Any]:
+    if tc.mode == "function":
+        return {"type": "function", "function": {"name": tc.name or ""}}
+    return tc.mode
+
+
+def request_options(
+    request: ChatRequest, *, official: bool = True, provider: str = "", model: str = ""
+) -> dict[str, Any]:
+    """Every optional field in Chat Completions form; what the dialect has no field for is refused by name.
+
+    OpenAI names the end-user id `safety_identifier`; compatible servers still read `user`. The caller's
+    `metadata` stays with the gateway (OpenAI takes it only for stored completions, which it never asks).
+    """
+    p: dict[str, Any] = {}
+    r = request
+    for key in ("temperature", "top_p", "seed"):
+        value = getattr(r, key)
+        if value is not None:
+            p[key] = value
+    for key in ("presence_penalty", "frequency_penalty"):
+        if getattr(r, key):  # zero is no penalty: nothing to send
+            p[key] = getattr(r, key)
+    if r.stop:
+        p["stop"] = list(r.stop)
+    answer = r.answer_tool
+    if answer is not None:
+        # No native structured output: the answer is the input of a tool the model is made to call
+        # (`params` adds the tool).
+        p["tool_choice"] = {"type": "function", "function": {"name": answer}}
+    else:
+        if r.response_format is not None:
+            p["response_format"] = _response_format(r.response_format)
+        if r.tool_choice is not None:
+            p["tool_choice"] = _tool_choice(r.tool_choice)
+    if r.parallel_tool_calls is not None:
+        p["parallel_tool_calls"] = r.parallel_tool_calls
+    if r.wants_logprobs:
+        p["logprobs"] = True
+        if r.top_logprobs is not None:
+            p["top_logprobs"] = r.top_logprobs
+    if r.reasoning is not None:
+        if r.reasoning.budget_tokens is not None:
+            raise errors.BadRequest(
+                "reasoning: a thinking budget in tokens has no Chat Completions field", provider=provider, model=model
+            )
+        if r.reasoning.effort is not None:
+            p["reasoning_effort"] = r.reasoning.effort
+    if r.top_k is not None:
+        raise errors.BadRequest("top_k: Chat Completions has no such field", provider=provider, model=model)
+    if r.user:
+        p["safety_identifier" if official else "user"] = r.user
+    return p
 
 
 def to_messages(request: ChatRequest) -> list[dict[str, Any]]:
@@ -117,20 +206,13 @@ class OpenAIProvider:
             p["stream_options"] = {"include_usage": True}
         if request.max_tokens is not None:
             p[self._max_tokens_field] = request.max_tokens
-        if request.temperature is not None and not (
-            self._official and upstream_model.startswith(_FIXED_TEMPERATURE) and "-chat" not in upstream_model
-        ):
-            p["temperature"] = request.temperature
-        if request.stop:
-            p["stop"] = list(request.stop)
-        if request.tools:
-            p["tools"] = [
-                {
-                    "type": "function",
-                    "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
-                }
-                for t in request.tools
-            ]
+        tools = [_tool(t) for t in request.tools]
+        rf = request.response_format
+        if rf is not None and request.answer_tool is not None:
+            tools.append(_tool(ToolSpec(rf.name, rf.tool_description(), rf.tool_schema())))
+        if tools:
+            p["tools"] = tools
+        p.update(request_options(request, official=self._official, provider=self.name, model=upstream_model))
         if self._key_header:
             p["extra_headers"] = {**self._extra_headers, self._key_header: api_key}
         elif self._extra_headers:
@@ -164,20 +246,15 @@ class OpenAIProvider:
         )
         finish: FinishReason | None = None
         usage: Usage | None = None
+        want_logprobs = request.wants_logprobs
+        answer = _AnswerCall(request.answer_tool) if request.answer_tool is not None else None
         try:
             async for _name, chunk in events:
                 if "error" in chunk and not chunk.get("choices"):
                     raise self._event_error(chunk, upstream_model)
                 u = chunk.get("usage")
                 if u:
-                    pd = u.get("prompt_tokens_details") or {}
-                    cd = u.get("completion_tokens_details") or {}
-                    usage = Usage(
-                        u.get("prompt_tokens") or 0,
-                        u.get("completion_tokens") or 0,
-                        pd.get("cached_tokens") or 0,
-                        cd.get("reasoning_tokens") or 0,
-                    )
+                    usage = _usage(u)
                 choices = chunk.get("choices")
                 if not choices:
                     continue
@@ -191,15 +268,25 @@ class OpenAIProvider:
                     if calls:
                         for tc in calls:
                             fn = tc.get("function") or {}
+                            if answer is not None and answer.owns(tc, fn):
+                                if fn.get("arguments"):
+                                    yield TextDelta(fn["arguments"])
+                                continue
                             yield ToolCallDelta(
                                 tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments") or ""
                             )
                     refusal = delta.get("refusal")
                     if refusal:
                         yield TextDelta(refusal)
+                if want_logprobs:
+                    lp = choice.get("logprobs")
+                    if lp and lp.get("content"):
+                        yield LogprobsDelta(tuple(_token_logprob(e) for e in lp["content"]))
                 reason = choice.get("finish_reason")
                 if reason is not None:
                     finish = _FINISH.get(reason, "other")
+                    if finish == "tool_calls" and answer is not None and answer.index is not None:
+                        finish = "stop"  # the forced call was the answer
         finally:
             # Runs on aclose() and on cancellation too: the upstream response is closed at once.
             await events.aclose()
@@ -248,6 +335,44 @@ class OpenAIProvider:
 
     async def aclose(self) -> None:
         await self._clients.aclose()
+
+
+def _usage(u: dict[str, Any]) -> Usage:
+    prompt = u.get("prompt_tokens_details") or {}
+    completion = u.get("completion_tokens_details") or {}
+    return Usage(
+        u.get("prompt_tokens") or 0,
+        u.get("completion_tokens") or 0,
+        prompt.get("cached_tokens") or 0,
+        completion.get("reasoning_tokens") or 0,
+    )
+
+
+class _AnswerCall:
+    """Picks out the forced call whose arguments are the answer (its first piece names it, the rest share
+    its index), so they stream as text."""
+
+    __slots__ = ("index", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.index: int | None = None
+
+    def owns(self, tc: dict[str, Any], fn: dict[str, Any]) -> bool:
+        index: int = tc.get("index", 0)
+        if self.index is None and fn.get("name") == self.name:
+            self.index = index
+        return index == self.index
+
+
+def _token_logprob(entry: dict[str, Any]) -> TokenLogprob:
+    raw = entry.get("bytes")
+    return TokenLogprob(
+        entry.get("token", ""),
+        float(entry.get("logprob", 0.0)),
+        tuple(raw) if raw is not None else None,
+        tuple(_token_logprob(t) for t in entry.get("top_logprobs") or ()),
+    )
 
 
 def _body_error(body: object, fallback: str) -> tuple[str, str | None]:

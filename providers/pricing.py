@@ -22,15 +22,22 @@ _MILLION = Decimal(1_000_000)
 _PROVIDER_IDS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google"}
 
 
+def _pick(tiered: bool, tier: Decimal | None, base: Decimal | None, fallback: Decimal) -> Decimal:
+    if tiered and tier is not None:
+        return tier
+    return fallback if base is None else base
+
+
 def _from_price(price: Price, usage: Usage) -> Decimal:
     tiered = price.tier_threshold is not None and usage.input_tokens > price.tier_threshold
-    inp = price.tier_input if tiered and price.tier_input is not None else price.input
-    out = price.tier_output if tiered and price.tier_output is not None else price.output
-    cached = price.tier_cached_input if tiered and price.tier_cached_input is not None else price.cached_input
-    if cached is None:
-        cached = inp
-    uncached = max(0, usage.input_tokens - usage.cached_input_tokens)
-    total = uncached * inp + usage.cached_input_tokens * cached + usage.output_tokens * out
+    inp = _pick(tiered, price.tier_input, price.input, price.input)
+    out = _pick(tiered, price.tier_output, price.output, price.output)
+    # Unpriced cache reads or writes cost what plain input costs (in the same tier).
+    cached = _pick(tiered, price.tier_cached_input, price.cached_input, inp)
+    written = _pick(tiered, price.tier_cache_write_input, price.cache_write_input, inp)
+    reads, writes = usage.cached_input_tokens, usage.cache_write_input_tokens
+    uncached = max(0, usage.input_tokens - reads - writes)
+    total = uncached * inp + reads * cached + writes * written + usage.output_tokens * out
     return total / _MILLION
 
 
@@ -44,7 +51,7 @@ def _known(upstream: str, provider: str) -> bool:
 
 
 def cost_usd(spec: ModelSpec, usage: Usage) -> Decimal:
-    """Cost of `usage` on `spec`. Input tokens include cached ones (cached are billed at the cached rate)."""
+    """Cost of `usage` on `spec`. Input tokens include cache reads and writes, each billed at its own rate."""
     if spec.price is not None:
         return _from_price(spec.price, usage)
     if not _known(spec.upstream, spec.provider):
@@ -53,6 +60,7 @@ def cost_usd(spec: ModelSpec, usage: Usage) -> Decimal:
         GPUsage(
             input_tokens=usage.input_tokens,
             cache_read_tokens=usage.cached_input_tokens or None,
+            cache_write_tokens=usage.cache_write_input_tokens or None,
             output_tokens=usage.output_tokens,
         ),
         model_ref=spec.upstream,

@@ -43,7 +43,7 @@ def continuation_request(original: ChatRequest, partial: str, form: Continuation
         if partial.strip():
             msgs.append(Message("assistant", partial))
         msgs.append(Message("user", CONTINUE_INSTRUCTION))
-    return ChatRequest(tuple(msgs), original.max_tokens, original.temperature, original.stop, original.tools)
+    return original.with_messages(tuple(msgs))
 
 
 def _word_starts(tail: str) -> list[int]:

@@ -88,3 +88,51 @@ def test_unknown_models_cost_zero_and_are_reported_unpriced(tmp_path: object) ->
 def test_output_estimate_from_text() -> None:
     assert estimate_tokens("") == 0
     assert estimate_tokens("abcd" * 25) == 25
+
+
+@pytest.mark.parametrize(
+    ("model", "usage", "expected"),
+    [
+        # Prompts under 200k tokens: Claude's base tier.
+        ("claude-sonnet-4-5", Usage(100_000, 0, 0, 0, 100_000), "0.375"),  # all written: 3.75 per 1M
+        ("claude-sonnet-4-5", Usage(100_000, 0, 100_000), "0.03"),  # all read: 0.30 per 1M
+        # 30k x 3 + 50k x 0.3 + 20k x 3.75 + 10k x 15
+        ("claude-sonnet-4-5", Usage(100_000, 10_000, 50_000, 0, 20_000), "0.33"),
+        ("claude-opus-4-1", Usage(10_000, 0, 0, 0, 10_000), "0.1875"),  # writes at 18.75 per 1M
+        # OpenAI and Gemini charge nothing extra to write their caches.
+        ("gpt-5-mini", Usage(M, 0, 0, 0, M), "0.25"),
+        ("gemini-2.5-flash", Usage(M, 0, 0, 0, M), "0.3"),
+    ],
+)
+def test_cache_writes_and_reads_have_their_own_rates(catalog: Catalog, model: str, usage: Usage, expected: str) -> None:
+    assert cost_usd(catalog.resolve(model), usage) == Decimal(expected)
+
+
+def test_configured_cache_write_price(tmp_path: object) -> None:
+    models = [
+        {
+            "id": "house-claude",
+            "provider": "anthropic",
+            "price": {"input": 2, "output": 10, "cached_input": "0.2", "cache_write_input": "2.5"},
+        },
+        {"id": "plain", "provider": "anthropic", "price": {"input": 2, "output": 10}},
+        {
+            "id": "tiered",
+            "provider": "anthropic",
+            "price": {
+                "input": 1,
+                "output": 1,
+                "cache_write_input": 2,
+                "tier_threshold": 1000,
+                "tier_input": 3,
+                "tier_cache_write_input": 5,
+            },
+        },
+    ]
+    cat = build_catalog(make_settings(tmp_path, gateway_models=json.dumps(models)))  # type: ignore[arg-type]
+    usage = Usage(1000, 100, 200, 0, 300)  # 500 uncached, 200 read, 300 written
+    assert cost_usd(cat.resolve("house-claude"), usage) == Decimal(
+        "0.00279"
+    )  # 500 x 2 + 200 x 0.2 + 300 x 2.5 + 100 x 10
+    assert cost_usd(cat.resolve("plain"), usage) == Decimal("0.003")  # every input token at the input rate
+    assert cost_usd(cat.resolve("tiered"), Usage(2000, 0, 0, 0, 1000)) == Decimal("0.008")  # 1000 x 3 + 1000 x 5

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 
+from providers import errors
 from providers.anthropic import AnthropicProvider
 from providers.base import ChatRequest, Credential, ImagePart, Message, TextPart, ToolCall, ToolSpec
+from providers.capabilities import unsupported
+from providers.catalog import Catalog
 from providers.gemini import GeminiProvider
 from providers.openai import OpenAIProvider
 from providers.upstream import ClientCache, retry_after
@@ -78,9 +82,18 @@ async def test_openai_request_shape(emu: Emulator) -> None:
     assert body["tools"][0]["function"]["parameters"]["required"] == ["city"]
 
 
-async def test_openai_reasoning_models_get_no_temperature(emu: Emulator) -> None:
-    await run(OpenAIProvider("openai", emu.openai_base_url), "gpt-5-mini", CONVERSATION)
-    assert "temperature" not in emu.last.body
+async def test_openai_reasoning_models_are_sent_temperature_and_it_is_refused_by_name(emu: Emulator) -> None:
+    # Nothing is dropped on the way: the capability check names what GPT-5 cannot take before a stream starts,
+    # and a request that skips that check gets the provider's own refusal, not a silently different answer.
+    spec = Catalog.build().resolve("gpt-5-mini")
+    assert [u.field for u in unsupported(spec, CONVERSATION)] == ["temperature", "stop"]
+    with pytest.raises(errors.BadRequest, match="temperature"):
+        await run(OpenAIProvider("openai", emu.openai_base_url), "gpt-5-mini", CONVERSATION)
+    assert emu.last.body["temperature"] == 0.2 and emu.last.rejected
+    honoured = replace(CONVERSATION, temperature=None, stop=())
+    assert unsupported(spec, honoured) == ()
+    await run(OpenAIProvider("openai", emu.openai_base_url), "gpt-5-mini", honoured)
+    assert "temperature" not in emu.last.body and "stop" not in emu.last.body and emu.last.completed
 
 
 async def test_anthropic_request_shape(emu: Emulator) -> None:
@@ -89,6 +102,7 @@ async def test_anthropic_request_shape(emu: Emulator) -> None:
     body = rec.body
     assert rec.path == "/v1/messages"
     assert body["system"] == "You are terse." and body["max_tokens"] == 300 and body["stop_sequences"] == ["END"]
+    assert body["temperature"] == 0.2  # Claude 4.5 takes temperature (from 0 to 1); nothing is dropped
     msgs = body["messages"]
     assert [m["role"] for m in msgs] == ["user", "assistant", "user"]
     image, url_image = msgs[0]["content"][1], msgs[0]["content"][2]

@@ -16,6 +16,12 @@ Faults (counted in streamed tokens): `status` (429/500/503/529 with the provider
 `stall_after` (silence until the client leaves), `no_finish` (clean end, no finish reason), `delay`
 (per token) and `byte_split` (events written in small HTTP chunks, splitting multi-byte characters).
 
+Requests are validated first, the way each real API does (`openai_request.py`, `anthropic_request.py`,
+`gemini_request.py`): an unknown or malformed field, an out-of-range value or a model rule broken gets that
+API's own 400 body, and `RecordedRequest.rejected` says why. A request that demands structure is answered in
+kind (`answers.py`): JSON for a schema or JSON mode (`Script(json=...)` picks the value), a call of the forced
+tool; logprobs stream when asked.
+
 From another process: `python -m tests.emulators --port 9100`, then POST JSON scripts to
 `/_emulator/script` (`{"script": {...}, "model": "..."}`), `/_emulator/default`, `/_emulator/reset`,
 and read `GET /_emulator/requests`.

@@ -34,10 +34,15 @@ class Script:
     - ``drop_after``: cut the connection after N tokens, chunked framing left unterminated.
     - ``stall_after``: stop sending after N tokens and hold the connection until the client leaves.
     - ``no_finish``: end the body cleanly after the tokens, without finish reason or usage.
+
+    A request that demands structure (a schema, JSON mode, a forced tool call) is answered with it: see
+    `answers.shape`. A request the real API would refuse gets its 400 whatever the script says.
     """
 
     text: str | tuple[str, ...] = ("Hello", " world", "!")
     tool_call: ToolCallScript | None = None
+    # The JSON value to answer a structured-output request with (default: one made from its schema).
+    json: Any = None
     thinking: tuple[str, ...] = ()  # Anthropic thinking deltas / Gemini thought parts before the text
     finish: Finish = "stop"
     raw_finish: str | None = None  # the provider's own finish value, overriding `finish`
@@ -97,6 +102,7 @@ class RecordedRequest:
     connection: int  # which TCP connection carried it (shared pools reuse connections)
     started: float  # loop time
     script: Script | None = None
+    rejected: str | None = None  # why validation refused it, as the 400 body says
     completed: bool = False  # the full scripted response was written
     disconnected: bool = False  # the client closed the connection before the response ended
     disconnected_at: float | None = None

@@ -15,6 +15,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from tests.emulators import wire
+from tests.emulators.answers import shape
+from tests.emulators.refusals import refusal
 from tests.emulators.script import RecordedRequest, Script
 
 _REASONS = {
@@ -268,7 +270,14 @@ class Emulator:
             await self._plain(conn, 404, {"error": {"message": f"no such path {path}"}})
             return True
         script = self._next_script(model)
-        rec.script = script
+        refused = refusal(provider, body, model)
+        if refused is not None:
+            rec.script, rec.rejected = script, refused[0]
+            await self._plain(conn, 400, refused[1])
+            rec.completed = True
+            self._notify()
+            return True
+        rec.script = script = shape(provider, script, body)
         return await self._respond(conn, rec, script)
 
     async def _read_chunked(self, conn: _Conn) -> bytes | None:
@@ -318,6 +327,7 @@ class Emulator:
                         "model": r.model,
                         "body": r.body,
                         "completed": r.completed,
+                        "rejected": r.rejected,
                         "disconnected": r.disconnected,
                         "tokens_sent": r.tokens_sent,
                     }

@@ -50,16 +50,33 @@ def _openai_chunk(model: str, choices: list[Any], usage: Any = None) -> bytes:
     return f"data: {dumps(body)}\n\n".encode()
 
 
-def _openai_choice(delta: dict[str, Any], finish: str | None = None) -> list[Any]:
-    return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+def _openai_choice(delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> list[Any]:
+    return [{"index": 0, "delta": delta, "logprobs": logprobs, "finish_reason": finish}]
+
+
+def logprob_of(n: int, rank: int = 0) -> float:
+    """A made-up but stable log probability for the n-th token's rank-th candidate."""
+    return round(-0.05 * (n % 7) - 0.5 * rank - 0.01, 4)
+
+
+def _openai_logprobs(piece: str, n: int, top: int) -> dict[str, Any]:
+    def entry(token: str, rank: int) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob_of(n, rank), "bytes": list(token.encode())}
+
+    first = entry(piece, 0)
+    first["top_logprobs"] = [entry(piece if r == 0 else f"alt{r}", r) for r in range(top)]
+    return {"content": [first], "refusal": None}
 
 
 def openai_events(script: Script, model: str, body: Any, complete: bool) -> list[Event]:
     out: list[Event] = [
         (False, _openai_chunk(model, _openai_choice({"role": "assistant", "content": "", "refusal": None})))
     ]
-    for piece in script.pieces():
-        out.append((True, _openai_chunk(model, _openai_choice({"content": piece}))))
+    asked = isinstance(body, dict) and body.get("logprobs") is True
+    top = int(body.get("top_logprobs") or 0) if asked else 0
+    for n, piece in enumerate(script.pieces()):
+        lp = _openai_logprobs(piece, n, top) if asked else None
+        out.append((True, _openai_chunk(model, _openai_choice({"content": piece}, None, lp))))
     tc = script.tool_call
     if tc is not None:
         first = {"index": 0, "id": tc.id, "type": "function", "function": {"name": tc.name, "arguments": ""}}
@@ -231,12 +248,29 @@ _GEMINI_STATUS = {
 }
 
 
-def _gemini_chunk(model: str, parts: list[Any], finish: str | None, usage: dict[str, Any]) -> bytes:
+def _gemini_chunk(
+    model: str, parts: list[Any], finish: str | None, usage: dict[str, Any], logprobs: Any = None
+) -> bytes:
     candidate: dict[str, Any] = {"content": {"parts": parts, "role": "model"}, "index": 0}
     if finish is not None:
         candidate["finishReason"] = finish
+    if logprobs is not None:
+        candidate["logprobsResult"] = logprobs
     body = {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model, "responseId": GEMINI_ID}
     return f"data: {dumps(body)}\r\n\r\n".encode()
+
+
+def _gemini_logprobs(body: Any, part: dict[str, Any], n: int) -> Any:
+    config = body.get("generationConfig", {}) if isinstance(body, dict) else {}
+    if config.get("responseLogprobs") is not True or "text" not in part or part.get("thought"):
+        return None
+    top = int(config.get("logprobs") or 0)
+    token = part["text"]
+    alternatives = [{"token": token if r == 0 else f"alt{r}", "logProbability": logprob_of(n, r)} for r in range(top)]
+    return {
+        "topCandidates": [{"candidates": alternatives}],
+        "chosenCandidates": [{"token": token, "logProbability": logprob_of(n)}],
+    }
 
 
 def gemini_events(script: Script, model: str, body: Any, complete: bool) -> list[Event]:
@@ -252,8 +286,9 @@ def gemini_events(script: Script, model: str, body: Any, complete: bool) -> list
     out: list[Event] = []
     for n, part in enumerate(parts):
         last = n == len(parts) - 1
+        lp = _gemini_logprobs(body, part, n)
         if not (last and complete):
-            out.append((True, _gemini_chunk(model, [part], None, running)))
+            out.append((True, _gemini_chunk(model, [part], None, running, lp)))
             continue
         completion = script.output_tokens if script.output_tokens is not None else token_count(script)
         usage: dict[str, Any] = {
@@ -267,7 +302,7 @@ def gemini_events(script: Script, model: str, body: Any, complete: bool) -> list
         if script.reasoning_tokens:
             usage["thoughtsTokenCount"] = script.reasoning_tokens
         finish = script.raw_finish or _GEMINI_FINISH[script.finish]
-        out.append((True, _gemini_chunk(model, [part], finish, usage)))
+        out.append((True, _gemini_chunk(model, [part], finish, usage, lp)))
     return out
 
 
