@@ -57,7 +57,7 @@ async def measure(n: int) -> list[dict[str, Any]]:
             "anthropic": AnthropicProvider(base_url=emu.anthropic_base_url),
             "gemini": GeminiProvider(base_url=emu.gemini_base_url),
         }
-        router = Router(adapters, breaker=MemoryBreaker(failures=10**9), backoff=Backoff(max_retries=0))
+        router = Router(adapters, breaker=MemoryBreaker(min_requests=10**9), backoff=Backoff(max_retries=0))
         request = ChatRequest((Message("user", "Tell me about foxes."),), max_tokens=100)
         partial = ("Foxes", " are", " small", " omnivores")
         try:

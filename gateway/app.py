@@ -25,6 +25,7 @@ from gateway.services import Services
 from gateway.settings import Settings
 from gateway.upstreams import compatible_credentials
 from gateway.wiring import build_auth, build_catalog, build_providers, build_store
+from providers.backoff import Backoff
 from providers.breaker import MemoryBreaker
 from providers.router import Router
 from sessions.ledger import LedgerWriter
@@ -75,8 +76,12 @@ def build_services(settings: Settings) -> Services:
         breaker=cluster.breaker
         if cluster is not None
         else MemoryBreaker(
-            settings.gateway_breaker_failures, settings.gateway_breaker_window_s, settings.gateway_breaker_cooldown_s
+            settings.gateway_breaker_min_requests,
+            settings.gateway_breaker_failure_rate,
+            settings.gateway_breaker_window_s,
+            settings.gateway_breaker_cooldown_s,
         ),
+        backoff=Backoff(max_retries=settings.gateway_retries),
         first_token_timeout_s=settings.gateway_first_token_timeout_s,
         inter_token_timeout_s=settings.gateway_inter_token_timeout_s,
         request_deadline_s=settings.gateway_request_deadline_s,

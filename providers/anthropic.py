@@ -17,6 +17,7 @@ from providers.upstream import (
     TRANSPORT_ERRORS,
     ClientCache,
     by_status,
+    is_context_overflow,
     is_prefill_refusal,
     refused,
     split_data_url,
@@ -160,6 +161,7 @@ class AnthropicProvider:
             model=upstream_model,
         )
         finish: FinishReason | None = None
+        stop_reason: str | None = None
         input_tokens = cached = output_tokens = 0
         thinking_chars = 0
         tool_slots: dict[int, int] = {}  # content block index -> tool call number
@@ -191,7 +193,7 @@ class AnthropicProvider:
                 elif kind == "message_delta":
                     stop = (ev.get("delta") or {}).get("stop_reason")
                     if stop is not None:
-                        finish = _FINISH.get(stop, "other")
+                        finish, stop_reason = _FINISH.get(stop, "other"), stop
                     output_tokens = (ev.get("usage") or {}).get("output_tokens", output_tokens)
                 elif kind == "error":
                     raise self._event_error(ev, upstream_model, events.response.headers)
@@ -203,10 +205,10 @@ class AnthropicProvider:
         # Anthropic counts thinking inside output tokens and does not split it out: estimate the share.
         reasoning = min(output_tokens, (thinking_chars + 3) // 4)
         yield Usage(input_tokens, output_tokens, cached, reasoning)
-        yield Finish(finish)
+        yield Finish(finish, stop_reason)
 
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
-        kw: dict[str, str] = {"provider": self.name, "model": model}
+        kw: dict[str, Any] = {"provider": self.name, "model": model}
         if isinstance(exc, anthropic.APITimeoutError):
             if refused(exc):
                 return errors.ConnectionLost("connection to upstream refused", **kw)
@@ -230,7 +232,7 @@ class AnthropicProvider:
     def _status_error(
         self, status: int, kind: str | None, message: str, headers: httpx2.Headers, model: str
     ) -> errors.ProviderError:
-        kw: dict[str, str] = {"provider": self.name, "model": model}
+        kw: dict[str, Any] = {"provider": self.name, "model": model, "provider_code": kind or str(status)}
         if status == 200 or kind in ("overloaded_error", "rate_limit_error", "timeout_error"):
             # An error event inside a 200 stream: its type is all there is to go on.
             status = _ERROR_TYPES.get(kind or "", 500)
@@ -239,6 +241,8 @@ class AnthropicProvider:
                 return errors.PrefillRejected(message, **kw)
             if "credit balance" in message.lower():
                 return errors.AuthFailed(message, **kw)
+            if is_context_overflow(message):
+                return errors.ContextLengthExceeded(message, **kw)
         return by_status(status, message, headers=headers, **kw)
 
     async def aclose(self) -> None:

@@ -27,6 +27,7 @@ from providers.upstream import (
     ClientCache,
     by_status,
     guess_image_type,
+    is_context_overflow,
     is_prefill_refusal,
     retry_after,
     split_data_url,
@@ -199,6 +200,7 @@ class GeminiProvider:
             _responses.reset(token)
         ended = False
         finish: FinishReason | None = None
+        raw_finish: str | None = None
         usage: Usage | None = None
         calls = 0
         try:
@@ -227,14 +229,18 @@ class GeminiProvider:
                                 yield TextDelta(part.text)
                     if cand.finish_reason is not None:
                         reason = str(getattr(cand.finish_reason, "value", cand.finish_reason))
-                        finish = _FINISH.get(reason, "other")
+                        finish, raw_finish = _FINISH.get(reason, "other"), reason
                         if finish == "stop" and calls:
                             finish = "tool_calls"
                 else:
                     feedback = chunk.prompt_feedback
                     if feedback is not None and feedback.block_reason is not None:
+                        reason = str(getattr(feedback.block_reason, "value", feedback.block_reason))
                         raise errors.ContentRefused(
-                            f"prompt blocked: {feedback.block_reason}", provider=self.name, model=upstream_model
+                            feedback.block_reason_message or f"prompt blocked: {reason}",
+                            provider=self.name,
+                            model=upstream_model,
+                            provider_code=reason,
                         )
                 try:
                     chunk = await upstream.__anext__()
@@ -251,14 +257,15 @@ class GeminiProvider:
             raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
         if usage is not None:
             yield usage
-        yield Finish(finish)
+        yield Finish(finish, raw_finish)
 
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
-        kw: dict[str, str] = {"provider": self.name, "model": model}
+        kw: dict[str, Any] = {"provider": self.name, "model": model}
         if isinstance(exc, genai_errors.APIError):
             message = exc.message or str(exc)
             status = exc.code if isinstance(exc.code, int) else 500
             headers = getattr(exc.response, "headers", None)
+            kw["provider_code"] = exc.status or str(status)
             if status == 429:
                 wait = retry_after(headers) if headers is not None else None
                 return errors.RateLimited(message, retry_after=wait or _retry_delay(exc.details), **kw)
@@ -266,6 +273,8 @@ class GeminiProvider:
                 return errors.AuthFailed(message, **kw)
             if status == 400 and is_prefill_refusal(message):
                 return errors.PrefillRejected(message, **kw)
+            if status == 400 and is_context_overflow(message):
+                return errors.ContextLengthExceeded(message, **kw)
             return by_status(status, message, headers=headers, **kw)
         if isinstance(exc, TRANSPORT_ERRORS):
             return transport_error(exc, **kw)

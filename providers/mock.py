@@ -6,6 +6,8 @@ from `mock` to `mock-backup` reads as one coherent answer.
 
 Directives in the last user message tune one request, e.g. ``[[mock tokens=40 delay_ms=5
 fail_after=10 fail=server_error only=mock]]``. `only` limits the fault to one upstream model.
+``on_continue=repeat`` makes a continuation start the answer again from its first word (the seam cuts the
+repeat); ``on_continue=rewrite`` makes it restart and then write different words (the seam tells the client).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ _FAULTS: dict[str, type[errors.ProviderError]] = {
     "timeout": errors.UpstreamTimeout,
     "auth_failed": errors.AuthFailed,
     "bad_request": errors.BadRequest,
-    "content_refused": errors.ContentRefused,
+    "content_filtered": errors.ContentRefused,
+    "content_refused": errors.ContentRefused,  # the older name of the same fault
+    "context_length_exceeded": errors.ContextLengthExceeded,
     "truncated": errors.Truncated,
 }
 
@@ -50,6 +54,7 @@ class MockScript:
     fail: str = "server_error"  # a key of _FAULTS, or "stall"
     only: str | None = None
     tool: str | None = None  # stream a tool call to this function instead of text
+    on_continue: str | None = None  # "repeat" or "rewrite": how a continuation misbehaves
 
 
 def parse_script(request: ChatRequest, default_tokens: int, default_delay_ms: float) -> MockScript:
@@ -65,7 +70,7 @@ def parse_script(request: ChatRequest, default_tokens: int, default_delay_ms: fl
                     setattr(script, key, int(value))
                 elif key == "delay_ms":
                     script.delay_ms = float(value)
-                elif key in ("fail", "only", "tool"):
+                elif key in ("fail", "only", "tool", "on_continue"):
                     setattr(script, key, value)
         break
     return script
@@ -120,18 +125,23 @@ class MockProvider:
             return
         seed = _seed(request)
         start = _already_written(request)
+        first, diverge = start, None
+        if start and script.on_continue in ("repeat", "rewrite"):
+            # Starts over from the first word; a rewrite keeps all but the last word written, then goes its own way.
+            first = 0
+            diverge = max(2, start - 1) if script.on_continue == "rewrite" else None
         # A continuation starts with a space so the joined text reads as one answer.
-        lead = " " if start else ""
+        lead = " " if first else ""
         limit = script.tokens if request.max_tokens is None else min(script.tokens, request.max_tokens)
-        for i in range(start, max(start, limit)):
+        for i in range(first, max(first, limit)):
             if fails_here and usage.output_tokens == script.fail_after:
                 if script.fail == "stall":
                     await asyncio.sleep(3600)
                 raise _FAULTS[script.fail](f"mock fault {script.fail}", provider=self.name, model=upstream_model)
             if delay:
                 await asyncio.sleep(delay)
-            word = mock_word(seed, i)
-            yield TextDelta(lead + word if i == start else " " + word)
+            word = mock_word(seed if diverge is None or i < diverge else seed + 13, i)
+            yield TextDelta(lead + word if i == first else " " + word)
             usage.output_tokens += 1
         yield Usage(usage.input_tokens, usage.output_tokens)
         yield Finish("length" if request.max_tokens is not None and request.max_tokens < script.tokens else "stop")

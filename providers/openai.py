@@ -20,6 +20,7 @@ from providers.upstream import (
     TRANSPORT_ERRORS,
     ClientCache,
     by_status,
+    is_context_overflow,
     is_prefill_refusal,
     refused,
     transport_error,
@@ -34,6 +35,8 @@ _FINISH: dict[str, FinishReason] = {
     "function_call": "tool_calls",
     "content_filter": "content_filter",
 }
+# The codes OpenAI (and Azure OpenAI) give a request its content policy refused.
+_REFUSAL_CODES = ("invalid_prompt", "content_filter", "content_policy_violation")
 # Reasoning models accept only the default temperature.
 _FIXED_TEMPERATURE = ("gpt-5", "o1", "o3", "o4")
 
@@ -163,6 +166,7 @@ class OpenAIProvider:
             model=upstream_model,
         )
         finish: FinishReason | None = None
+        raw_finish: str | None = None
         usage: Usage | None = None
         try:
             async for _name, chunk in events:
@@ -199,7 +203,7 @@ class OpenAIProvider:
                         yield TextDelta(refusal)
                 reason = choice.get("finish_reason")
                 if reason is not None:
-                    finish = _FINISH.get(reason, "other")
+                    finish, raw_finish = _FINISH.get(reason, "other"), reason
         finally:
             # Runs on aclose() and on cancellation too: the upstream response is closed at once.
             await events.aclose()
@@ -207,23 +211,33 @@ class OpenAIProvider:
             raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
         if usage is not None:
             yield usage
-        yield Finish(finish)
+        yield Finish(finish, raw_finish)
 
     def _event_error(self, body: dict[str, Any], model: str) -> errors.ProviderError:
         """An error event inside a 200 stream: no status, only the body's type and code."""
         message, code = _body_error(body, "upstream error")
         kind = f"{code or ''} {_body_type(body)} {message}".lower()
-        kw: dict[str, str] = {"provider": self.name, "model": model}
+        kw: dict[str, Any] = {"provider": self.name, "model": model, "provider_code": code or _body_type(body) or None}
         if "rate_limit" in kind:
-            return errors.RateLimited(message, provider=self.name, model=model)
+            return errors.RateLimited(message, **kw)
         if "overload" in kind:
             return errors.Overloaded(message, **kw)
         if "invalid_request" in kind:
-            return errors.BadRequest(message, **kw)
+            return self._bad_request(message, code, kw)
         return errors.ServerError(message, **kw)
 
+    def _bad_request(self, message: str, code: str | None, kw: dict[str, Any]) -> errors.ProviderError:
+        """A 400 told apart by the body: a refused prefill, a prompt too long, a refusal, or the caller's fault."""
+        if is_prefill_refusal(message):
+            return errors.PrefillRejected(message, **kw)
+        if is_context_overflow(message, code):
+            return errors.ContextLengthExceeded(message, **kw)
+        if code in _REFUSAL_CODES:
+            return errors.ContentRefused(message, **kw)
+        return errors.BadRequest(message, **kw)
+
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
-        kw: dict[str, str] = {"provider": self.name, "model": model}
+        kw: dict[str, Any] = {"provider": self.name, "model": model}
         if isinstance(exc, openai.APITimeoutError):
             if refused(exc):
                 # The aiohttp transport reports a refused connection as a connect timeout.
@@ -233,10 +247,11 @@ class OpenAIProvider:
             return errors.ConnectionLost("connection to upstream lost", **kw)
         if isinstance(exc, openai.APIStatusError):
             message, code = _body_error(exc.body, exc.message)
+            kw["provider_code"] = code or _body_type(exc.body) or str(exc.status_code)
             if exc.status_code == 429 and code == "insufficient_quota":
                 return errors.AuthFailed(message, **kw)
-            if exc.status_code == 400 and is_prefill_refusal(message):
-                return errors.PrefillRejected(message, **kw)
+            if exc.status_code == 400:
+                return self._bad_request(message, code, kw)
             return by_status(exc.status_code, message, headers=exc.response.headers, **kw)
         if isinstance(exc, openai.APIError):
             return self._event_error(

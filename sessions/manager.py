@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from providers.base import ChatRequest
 from providers.catalog import Catalog, ModelSpec, UnknownModel
-from providers.router import MidstreamPolicy, Router
+from providers.router import MidstreamPolicy, RefusalPolicy, Router
 from sessions.allowance import Allowances
 from sessions.follow import FollowedStream, LocalStream, RemoteStreams
 from sessions.limits import LimitExceeded, MemoryUserLimiter, UserLimiter
@@ -46,6 +46,7 @@ class StartParams:
     fallbacks: tuple[str, ...] | None
     request: ChatRequest
     policy: MidstreamPolicy = "continue"
+    on_refusal: RefusalPolicy = "error"
 
 
 @dataclass(slots=True, frozen=True)
@@ -145,6 +146,7 @@ class SessionManager:
                 request=params.request,
                 chain=usable,
                 policy=params.policy,
+                on_refusal=params.on_refusal,
                 router=self.router,
                 keys=resolver,
                 log=self._log_factory(sid, user_id, params.client_id),

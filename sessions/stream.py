@@ -21,12 +21,15 @@ from providers.router import (
     AttemptStarted,
     FallbackStarted,
     MidstreamPolicy,
+    ModelSkipped,
+    RefusalPolicy,
     Router,
     RouterDone,
     RouterEvent,
+    SeamReset,
     SegmentEnded,
 )
-from providers.segments import KeyResolver, Segment
+from providers.segments import Attempt, KeyResolver, Segment
 from sessions.allowance import Share
 from sessions.log import EventLog
 from sessions.ports import LedgerSink, SpendPublisher
@@ -57,6 +60,19 @@ def _segment_json(s: Segment) -> dict[str, Any]:
         "estimated": s.estimated,
         "ttft_ms": None if s.ttft_ms is None else round(s.ttft_ms, 2),
         "failover_ms": None if s.failover_ms is None else round(s.failover_ms, 3),
+        "provider_code": s.provider_code,
+        "provider_message": s.provider_message,
+    }
+
+
+def _attempt_json(a: Attempt) -> dict[str, Any]:
+    return {
+        "model": a.model,
+        "provider": a.provider,
+        "reason": a.reason,
+        "segment": a.segment,
+        "provider_code": a.provider_code,
+        "provider_message": a.provider_message,
     }
 
 
@@ -71,6 +87,7 @@ class StreamSession:
         chain: Sequence[ModelSpec],
         policy: MidstreamPolicy,
         router: Router,
+        on_refusal: RefusalPolicy = "error",
         keys: KeyResolver,
         log: EventLog,
         ledger: LedgerSink,
@@ -84,6 +101,7 @@ class StreamSession:
         self.request = request
         self.chain = list(chain)
         self.policy = policy
+        self.on_refusal: RefusalPolicy = on_refusal
         self.log = log
         self.subscribers = 0
         self.record: StreamRecord | None = None
@@ -98,6 +116,8 @@ class StreamSession:
         self._started_at = datetime.now(UTC)
         self._ttft_ms: float | None = None
         self.current_model: ModelSpec = self.chain[0]
+        self._started = False  # `stream.started` was sent
+        self._skipped: list[ModelSkipped] = []
 
     @property
     def finished(self) -> bool:
@@ -137,7 +157,7 @@ class StreamSession:
         seg_chars = 0
         # Per-token path below: one isinstance chain, one orjson.dumps, one append.
         sid, cid, append, dumps = self.id, self.client_id, self.log.append, orjson.dumps
-        events = self._router.stream(self.request, self.chain, self._keys, self.policy)
+        events = self._router.stream(self.request, self.chain, self._keys, self.policy, on_refusal=self.on_refusal)
         try:
             async for ev in events:
                 if isinstance(ev, TextDelta):
@@ -163,8 +183,7 @@ class StreamSession:
                 elif isinstance(ev, AttemptStarted):
                     self.current_model = ev.model
                     seg_chars = 0
-                    if ev.segment == 1:
-                        self.emit("stream.started", {"model": ev.model.id, "provider": ev.model.provider})
+                    self._announce(ev.model)
                 elif isinstance(ev, FallbackStarted):
                     self.emit(
                         "fallback",
@@ -176,6 +195,15 @@ class StreamSession:
                             "mode": ev.mode,
                         },
                     )
+                elif isinstance(ev, SeamReset):
+                    self.emit(
+                        "seam",
+                        {"keep_chars": ev.keep_chars, "discard_chars": ev.discard_chars, "reason": ev.reason},
+                    )
+                elif isinstance(ev, ModelSkipped):
+                    self._skipped.append(ev)
+                    if ev.announced:
+                        self._announce(ev.model)
                 elif isinstance(ev, SegmentEnded):
                     segments.append(ev.segment)
                     self.emit("usage", _segment_json(ev.segment))
@@ -191,7 +219,7 @@ class StreamSession:
                     "code": error_code,
                     "message": f"every model failed: {exc}",
                     "retryable": exc.retryable,
-                    "attempts": [{"model": a.model, "reason": a.reason} for a in exc.attempts],
+                    "attempts": [_attempt_json(a) for a in exc.attempts],
                 },
             )
         except asyncio.CancelledError:
@@ -213,6 +241,12 @@ class StreamSession:
             if self.record is None:
                 self._finish(status, finish, error_code, segments)
 
+    def _announce(self, model: ModelSpec) -> None:
+        """`stream.started` names the first model the router turned to, asked or skipped by its circuit."""
+        if not self._started:
+            self._started = True
+            self.emit("stream.started", {"model": model.id, "provider": model.provider})
+
     def _emit_done(self, segments: list[Segment], finish: str | None) -> None:
         total = sum((s.cost_usd for s in segments), Decimal(0))
         self.emit(
@@ -226,6 +260,9 @@ class StreamSession:
                 },
                 "cost_usd": str(total),
                 "segments": [_segment_json(s) for s in segments],
+                "skipped": [
+                    {"model": k.model.id, "provider": k.model.provider, "reason": k.reason} for k in self._skipped
+                ],
             },
         )
 

@@ -20,7 +20,7 @@ def test_both_breakers_satisfy_the_protocol() -> None:
 
 async def test_opens_after_n_failures_within_the_window() -> None:
     clock = Clock()
-    b = MemoryBreaker(failures=3, window_s=10, cooldown_s=30, clock=clock)
+    b = MemoryBreaker(min_requests=3, window_s=10, cooldown_s=30, clock=clock)
     for _ in range(2):
         assert await b.acquire("openai", "gpt-5-mini")
         await b.failure("openai", "gpt-5-mini")
@@ -37,7 +37,7 @@ async def test_opens_after_n_failures_within_the_window() -> None:
 
 async def test_failures_outside_the_window_do_not_add_up() -> None:
     clock = Clock()
-    b = MemoryBreaker(failures=2, window_s=10, cooldown_s=30, clock=clock)
+    b = MemoryBreaker(min_requests=2, window_s=10, cooldown_s=30, clock=clock)
     await b.failure("p", "m")
     clock.now += 11
     await b.failure("p", "m")
@@ -49,7 +49,7 @@ async def test_failures_outside_the_window_do_not_add_up() -> None:
 
 async def test_half_open_lets_one_probe_through_and_its_success_closes() -> None:
     clock = Clock()
-    b = MemoryBreaker(failures=1, window_s=10, cooldown_s=30, clock=clock)
+    b = MemoryBreaker(min_requests=1, window_s=10, cooldown_s=30, clock=clock)
     await b.failure("p", "m")
     clock.now += 29.9
     assert not await b.acquire("p", "m")
@@ -64,7 +64,7 @@ async def test_half_open_lets_one_probe_through_and_its_success_closes() -> None
 
 async def test_a_failed_probe_opens_for_another_cooldown() -> None:
     clock = Clock()
-    b = MemoryBreaker(failures=1, window_s=10, cooldown_s=30, clock=clock)
+    b = MemoryBreaker(min_requests=1, window_s=10, cooldown_s=30, clock=clock)
     await b.failure("p", "m")
     clock.now += 31
     assert await b.acquire("p", "m")
@@ -78,7 +78,7 @@ async def test_a_failed_probe_opens_for_another_cooldown() -> None:
 
 async def test_a_released_probe_lets_the_next_one_through() -> None:
     clock = Clock()
-    b = MemoryBreaker(failures=1, window_s=10, cooldown_s=30, clock=clock)
+    b = MemoryBreaker(min_requests=1, window_s=10, cooldown_s=30, clock=clock)
     await b.failure("p", "m")
     clock.now += 31
     assert await b.acquire("p", "m")
@@ -89,7 +89,7 @@ async def test_a_released_probe_lets_the_next_one_through() -> None:
 
 async def test_successes_while_closed_keep_the_window_count() -> None:
     clock = Clock()
-    b = MemoryBreaker(failures=2, window_s=10, cooldown_s=30, clock=clock)
+    b = MemoryBreaker(min_requests=2, window_s=10, cooldown_s=30, clock=clock)
     await b.failure("p", "m")
     await b.success("p", "m")
     await b.failure("p", "m")
@@ -98,7 +98,7 @@ async def test_successes_while_closed_keep_the_window_count() -> None:
 
 async def test_a_probe_that_never_reports_does_not_block_the_model_forever() -> None:
     clock = Clock()
-    b = MemoryBreaker(failures=1, window_s=10, cooldown_s=30, clock=clock)
+    b = MemoryBreaker(min_requests=1, window_s=10, cooldown_s=30, clock=clock)
     await b.failure("p", "m")
     clock.now += 31
     assert await b.acquire("p", "m")  # this probe is lost (its stream vanished without a verdict)

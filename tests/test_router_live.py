@@ -61,7 +61,16 @@ async def test_error_policy_ends_with_midstream_failed(live: Live) -> None:
     )
     err = frames[-1]
     assert err["type"] == "error" and err["code"] == "midstream_failed" and err["retryable"] is True
-    assert err["attempts"] == [{"model": "mock", "reason": "server_error"}]
+    assert err["attempts"] == [
+        {
+            "model": "mock",
+            "provider": "mock",
+            "reason": "server_error",
+            "segment": 1,
+            "provider_code": None,  # the mock's fault is its own, not an upstream's answer
+            "provider_message": None,
+        }
+    ]
     assert not [f for f in frames if f["type"] == "fallback"]
 
 

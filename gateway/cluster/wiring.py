@@ -98,7 +98,8 @@ def build_cluster(settings: Settings, redis_url: str) -> Cluster:
         breaker=RedisBreaker(
             redis,
             prefix,
-            failures=settings.gateway_breaker_failures,
+            min_requests=settings.gateway_breaker_min_requests,
+            failure_rate=settings.gateway_breaker_failure_rate,
             window_s=settings.gateway_breaker_window_s,
             cooldown_s=settings.gateway_breaker_cooldown_s,
             health=health,
