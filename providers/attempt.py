@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final
 
 from providers import errors
@@ -120,55 +120,22 @@ class UpstreamAttempt:
                         except StopAsyncIteration:
                             break
                     wd.since = 0.0
-                    if isinstance(ev, TextDelta):
-                        if not self.produced:
-                            self._first(wd)
-                        if self.seam is not None:
-                            for out in self._seamed(self.seam.feed(ev.text)):
-                                yield out
-                            continue
+                    if isinstance(ev, TextDelta) and self.produced and self.seam is None:
                         self.chars += len(ev.text)
                         keep(ev.text)
                         yield ev
-                    elif isinstance(ev, ToolCallDelta):
-                        if not self.produced:
-                            self._first(wd)
-                        if self.seam is not None:
-                            for out in self._seamed(self.seam.flush()):
-                                yield out
-                        self.tool_chars += len(ev.arguments)
-                        self.tool_seen = True
-                        yield ev
-                    elif isinstance(ev, Usage):
-                        self.seg.usage, self.got_usage = ev, True
-                    elif isinstance(ev, Finish):
-                        self.finish, self.finish_raw = ev.reason, ev.raw
-                    elif ev is _RELEASE:
-                        assert self.seam is not None
-                        for out in self._seamed(self.seam.expire()):
-                            yield out
                     elif ev is _END:
                         break
+                    else:
+                        for out in self._event(ev, wd):
+                            yield out
                 wd.since = 0.0
                 if self.finish is None:
                     raise errors.Truncated(
                         "stream ended without a finish reason", provider=self.spec.provider, model=self.spec.id
                     )
-            except asyncio.CancelledError:
-                if not wd.absorb():
-                    raise
-                self.failure = self._stalled()
-            except errors.ProviderError as exc:
-                self.failure = exc
-            except Exception as exc:  # an adapter bug fails this attempt, not the whole stream
-                log.error(
-                    "provider raised an unexpected exception",
-                    extra={"provider": self.spec.provider, "model": self.spec.id},
-                    exc_info=exc,
-                )
-                self.failure = errors.ProviderError(
-                    f"unexpected {type(exc).__name__}", provider=self.spec.provider, model=self.spec.id
-                )
+            except (asyncio.CancelledError, Exception) as exc:  # noqa: BLE001 - _failure_of logs what it does not expect
+                self.failure = self._failure_of(exc, wd)
             finally:
                 wd.stop()
             if wd.fired:
@@ -183,6 +150,45 @@ class UpstreamAttempt:
             # Whatever the seam still holds is decided now, before the answer ends or moves to the next model.
             for out in self._seamed(self.seam.flush()):
                 yield out
+
+    def _event(self, ev: object, wd: Watchdog) -> Sequence[RelayEvent]:
+        """Everything but a plain token: the first token, text through the seam, tool calls, usage, the finish."""
+        if isinstance(ev, TextDelta | ToolCallDelta) and not self.produced:
+            self._first(wd)
+        if isinstance(ev, TextDelta):
+            if self.seam is not None:
+                return self._seamed(self.seam.feed(ev.text))
+            self.chars += len(ev.text)
+            self.keep(ev.text)
+            return (ev,)
+        if isinstance(ev, ToolCallDelta):
+            self.tool_chars += len(ev.arguments)
+            self.tool_seen = True
+            held = self._seamed(self.seam.flush()) if self.seam is not None else []
+            return [*held, ev]
+        if isinstance(ev, Usage):
+            self.seg.usage, self.got_usage = ev, True
+        elif isinstance(ev, Finish):
+            self.finish, self.finish_raw = ev.reason, ev.raw
+        elif ev is _RELEASE and self.seam is not None:
+            return self._seamed(self.seam.expire())
+        return ()
+
+    def _failure_of(self, exc: BaseException, wd: Watchdog) -> errors.ProviderError:
+        """What ended the attempt, as a failure; a cancellation that is not the watchdog's goes on."""
+        if isinstance(exc, asyncio.CancelledError):
+            if not wd.absorb():
+                raise exc
+            return self._stalled()
+        if isinstance(exc, errors.ProviderError):
+            return exc
+        # An adapter bug fails this attempt, not the whole stream.
+        log.error(
+            "provider raised an unexpected exception",
+            extra={"provider": self.spec.provider, "model": self.spec.id},
+            exc_info=exc,
+        )
+        return errors.ProviderError(f"unexpected {type(exc).__name__}", provider=self.spec.provider, model=self.spec.id)
 
     def _first(self, wd: Watchdog) -> None:
         self.produced = True
@@ -246,8 +252,9 @@ class UpstreamAttempt:
             provider_code=self.finish_raw or "content_filter",
         )
 
-    def settle(self, elapsed: float) -> None:
+    def settle(self, now: float) -> None:
         """Usage and cost of the finished attempt; estimated from the text where the provider never said."""
+        elapsed = now - self.started if self.started else 0.0
         seg, spec = self.seg, self.spec
         seg.chars = self.chars
         seg.duration_ms = elapsed * 1000

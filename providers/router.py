@@ -94,34 +94,22 @@ class Router:
     ) -> AsyncGenerator[RouterEvent, None]:
         run = Run(request, list(chain), Policy(policy, on_refusal), self.clock() + self.request_deadline_s)
         for index, spec in enumerate(chain):
-            skip = await self._admit(run, index, spec, keys)
-            if skip is not None:
-                for skipped in run.skip(spec, skip, self.clock()):
-                    yield skipped
-                continue
-            form, retry = self._form_for(spec, run), 0
-            while True:  # attempts on this model: retries, or the instruction form after a refused prefill
-                if retry and not await self.breaker.acquire(spec.provider, spec.upstream):
-                    for skipped in run.skip(spec, "circuit_open", self.clock()):
-                        yield skipped
-                    break
+            skip = await self._admit(run, spec, keys)
+            form: RequestForm | None = self._form_for(spec, run)
+            retry = 0
+            while skip is None and form is not None:  # attempts on this model: retries, the instruction form
                 att = self._attempt(run, spec, form, retry)
                 try:
                     for event in run.announce(spec, att.seg):
                         yield event
-                except BaseException:
-                    # Closed by the consumer between acquiring and using the circuit: a held half-open probe
-                    # would otherwise keep every other stream off this model.
-                    await self.breaker.release(spec.provider, spec.upstream)
-                    raise
-                if att.seg.failover_from is not None and self.on_failover is not None:
-                    self.on_failover(att.seg)
-                try:
+                    if att.seg.failover_from is not None and self.on_failover is not None:
+                        self.on_failover(att.seg)
                     async for out in att.relay():
                         yield out
                     run.tool_open |= att.tool_seen
                 except BaseException as exc:
-                    # Client stop, shutdown, or the consumer closed us: bill what was produced, then let it go on.
+                    # Client stop, shutdown, or the consumer closed us: bill what was produced (and free a held
+                    # half-open probe), then let it go on.
                     await self._abandon(att)
                     if isinstance(exc, asyncio.CancelledError):
                         yield SegmentEnded(att.seg)
@@ -132,18 +120,12 @@ class Router:
                     assert att.finish is not None
                     yield RouterDone(att.finish, run.segments)
                     return
-                if decision.action == "fail":
-                    raise run.failed(decision.code, retryable=decision.retryable)
-                if decision.action == "retry":
-                    await self.sleep(decision.wait)
-                elif decision.action == "instruction":
-                    self.no_prefill.add(spec.id)
-                    form = "instruction"
-                else:
-                    assert att.failure is not None
-                    run.leave(spec, att.failure, decision, att.seg.failed_at or self.clock())
-                    break
-                retry += 1
+                form, retry = await self._apply(run, att, decision), retry + 1
+                if form is not None and not await self.breaker.acquire(spec.provider, spec.upstream):
+                    skip = "circuit_open"
+            if skip is not None:
+                for skipped in run.skip(spec, skip, self.clock()):
+                    yield skipped
         raise run.exhausted()
 
     def _form_for(self, spec: ModelSpec, run: Run) -> RequestForm:
@@ -151,7 +133,7 @@ class Router:
             return "original"
         return "prefill" if spec.supports_prefill and spec.id not in self.no_prefill else "instruction"
 
-    async def _admit(self, run: Run, index: int, spec: ModelSpec, keys: KeyResolver) -> str | None:
+    async def _admit(self, run: Run, spec: ModelSpec, keys: KeyResolver) -> str | None:
         """Why `spec` is skipped without a request, or None when it may be asked (its circuit then acquired)."""
         if run.segments and not run.has_output and self.clock() >= run.deadline:
             return "deadline_exceeded"
@@ -196,12 +178,12 @@ class Router:
             att.failure = att.refused()  # routed around like a refusal answered as an error
         failure = att.failure
         if failure is None:
-            att.settle(self.clock() - att.started)
+            att.settle(self.clock())
             await self.breaker.success(spec.provider, spec.upstream)
             return None
         failed_at = att.seg.failed_at = self.clock()
         att.seg.status = "failed"
-        att.settle(failed_at - att.started)
+        att.settle(failed_at)
         run.failed_attempt(att.seg, failure, att.credential.api_key)
         if breaker_verdict(failure) == "failure":
             await self.breaker.failure(spec.provider, spec.upstream)
@@ -221,8 +203,22 @@ class Router:
         )
         return decide(failure, situation, run.policy)
 
+    async def _apply(self, run: Run, att: UpstreamAttempt, decision: Decision) -> RequestForm | None:
+        """Carry out a decision: the form of the next attempt on this model, or None to leave it."""
+        if decision.action == "fail":
+            raise run.failed(decision.code, retryable=decision.retryable)
+        if decision.action == "retry":
+            await self.sleep(decision.wait)
+            return att.seg.form
+        if decision.action == "instruction":
+            self.no_prefill.add(att.spec.id)
+            return "instruction"
+        assert att.failure is not None
+        run.leave(att.spec, att.failure, decision, att.seg.failed_at or self.clock())
+        return None
+
     async def _abandon(self, att: UpstreamAttempt) -> None:
         att.seg.status, att.seg.reason = "cancelled", "cancelled"
-        att.settle(self.clock() - att.started)
+        att.settle(self.clock())
         await self.breaker.release(att.spec.provider, att.spec.upstream)
         await att.close()
