@@ -34,6 +34,8 @@ def segment_to_dict(s: Segment) -> dict[str, Any]:
         "chars": s.chars,
         "ttft_ms": s.ttft_ms,
         "duration_ms": s.duration_ms,
+        "provider_code": s.provider_code,
+        "provider_message": s.provider_message,
     }
 
 
@@ -82,6 +84,8 @@ def record_from_dict(d: dict[str, Any]) -> StreamRecord:
                 chars=int(s.get("chars", 0)),
                 ttft_ms=None if s.get("ttft_ms") is None else float(s["ttft_ms"]),
                 duration_ms=float(s["duration_ms"]),
+                provider_code=s.get("provider_code"),
+                provider_message=s.get("provider_message"),
             )
             for s in d["segments"]
         ]

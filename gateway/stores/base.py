@@ -150,6 +150,8 @@ class SegmentRow:
     estimated: bool
     ttft_ms: float | None
     duration_ms: float
+    provider_code: str | None = None  # what the provider said about a failed attempt
+    provider_message: str | None = None
 
 
 @dataclass(slots=True, frozen=True)
