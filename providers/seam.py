@@ -22,8 +22,9 @@ from __future__ import annotations
 import bisect
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Literal
 
 SeamReason = Literal["continuation_restarted", "continuation_diverged"]
@@ -67,16 +68,10 @@ class _Partial:
     __slots__ = ("low", "offsets", "raw", "starts", "word_set")
 
     def __init__(self, text: str) -> None:
-        raw: list[str] = []
-        self.starts: list[int] = []  # normalized index of each word's first character
-        self.offsets: list[int] = []  # where each word starts in the text
-        n = 0
-        for m in _WORD.finditer(text):
-            word = m.group()
-            self.starts.append(n)
-            self.offsets.append(m.start())
-            raw.append(word)
-            n += len(word)
+        matches = list(_WORD.finditer(text))
+        raw = [m.group() for m in matches]
+        self.offsets = [m.start() for m in matches]  # where each word starts in the text
+        self.starts = [0, *accumulate(len(w) for w in raw)][: len(raw)]  # each word's first normalized index
         self.raw = "".join(raw)
         self.low = _lower(self.raw)
         self.word_set = set(self.starts)
@@ -86,19 +81,21 @@ class _Partial:
         w = bisect.bisect_right(self.starts, i) - 1
         return self.offsets[w] + (i - self.starts[w])
 
-    def candidates(self, probe: str) -> list[int]:
-        """Word starts from which the partial reads as `probe` (or as its beginning, where the partial ends first)."""
-        low, n, out = self.low, len(probe), []
-        head = probe[:8]  # hop between occurrences at C speed, then check each
-        i = low.find(head)
-        while i >= 0:
-            if i in self.word_set and probe.startswith(low[i : i + n]):
-                out.append(i)
-            i = low.find(head, i + 1)
-        for i in range(max(0, len(low) - len(head) + 1), len(low)):  # the last few, shorter than the head
-            if i in self.word_set and probe.startswith(low[i:]):
-                out.append(i)
-        return out
+    def occurrences(self, probe: str, after: int) -> Iterator[int]:
+        """Word starts past `after` where the partial reads as `probe` with room to spare, in order (C-speed hops)."""
+        low, i = self.low, self.low.find(probe, after + 1)
+        while 0 <= i < len(low) - len(probe):
+            if i in self.word_set:
+                yield i
+            i = low.find(probe, i + 1)
+
+    def ends_like(self, probe: str) -> Iterator[int]:
+        """Word starts from which the rest of the partial is the beginning of `probe` (it reaches the partial's end)."""
+        low = self.low
+        first = bisect.bisect_left(self.starts, max(0, len(low) - len(probe)))
+        for i in self.starts[first:]:
+            if low[i : i + 8] == probe[: min(8, len(low) - i)] and probe.startswith(low[i:]):
+                yield i
 
     def cut_back(self, d: int) -> int:
         """The start of the word holding normalized index `d` (or `d` itself when a word starts there)."""
@@ -136,20 +133,29 @@ class SeamAligner:
     `feed(text)` and `expire()` return the text for the client now ("" while undecided); `flush()` decides with what
     it has (the continuation ended, or a tool call began). Once `reset` is set the router tells the client and
     clears it. `holding` says whether text that may be new is held (the timer runs from `held_since`).
+
+    Only the earliest word of the partial the continuation still reads as is followed, a few characters per token;
+    the others are looked up (by substring search) when it breaks off, so a long or repetitive partial costs little.
     """
 
     __slots__ = (
         "_best",
+        "_checked",
         "_clock",
         "_committed",
+        "_complete",
         "_cut",
-        "_live",
+        "_fresh",
+        "_i0",
         "_low",
+        "_lows",
+        "_n",
         "_p",
-        "_pos",
-        "_raw",
+        "_pieces",
+        "_raws",
+        "_size",
+        "_started",
         "_tail",
-        "buf",
         "done",
         "held_since",
         "limit",
@@ -166,13 +172,19 @@ class SeamAligner:
         self._tail = partial[stripped:]  # the whitespace and punctuation the partial ends with
         self._clock = clock
         self._p: _Partial | None = None
-        self.buf = ""  # the continuation so far, none of it sent yet
-        self._low = ""  # its letters and digits, lowercased
-        self._raw = ""
-        self._pos: list[int] = []  # where each of those is in `buf`
-        self._live: list[int] | None = None  # word starts of the partial the continuation still reads as
-        self._best = (0, 0)  # (start, length) of the longest such reading that broke off
-        self._cut: int | None = None  # after a repeat: where in `buf` the new text begins
+        self._pieces: list[str] = []  # the continuation so far, none of it sent yet
+        self._size = 0
+        self._lows: list[str] = []  # its letters and digits, lowercased, as they came
+        self._raws: list[str] = []
+        self._n = 0  # how many of those
+        self._fresh = 0  # the first of `_lows` not yet checked against the partial
+        self._low = ""  # `_lows` joined, when last needed
+        self._started = False
+        self._i0: int | None = None  # the earliest word of the partial the continuation still reads as
+        self._checked = 0  # how much of the continuation `_i0` was checked against
+        self._complete: int | None = None  # the earliest word from which it repeated the partial to its end
+        self._best = (0, 0)  # (start, length) of the longest reading that broke off
+        self._cut: int | None = None  # after a repeat: where in the continuation the new text begins
         self._committed = False
         self.done = False
         self.held_since = 0.0
@@ -180,28 +192,27 @@ class SeamAligner:
 
     @property
     def holding(self) -> bool:
-        return not self.done and bool(self.buf) and not (self._committed and self._cut is None)
+        return not self.done and self._size > 0 and not (self._committed and self._cut is None)
+
+    @property
+    def buf(self) -> str:
+        return "".join(self._pieces)
 
     def feed(self, text: str) -> str:
-        if not self.buf:
+        if not self._size:
             self.held_since = self._clock()
-        base = len(self.buf)
-        self.buf += text
-        low: list[str] = []
-        raw: list[str] = []
-        for j, c in enumerate(text):
-            if c.isalnum():
-                raw.append(c)
-                low.append(c)
-                self._pos.append(base + j)
-        if raw:
-            self._raw += "".join(raw)
-            self._low += _lower("".join(low))
+        self._pieces.append(text)
+        self._size += len(text)
+        joined = "".join(_WORD.findall(text))
+        if joined:
+            self._raws.append(joined)
+            self._lows.append(_lower(joined))
+            self._n += len(joined)
         return self._decide(final=False)
 
     def expire(self) -> str:
         """Held for `HOLD_S`: a repeat still in progress is dropped as it comes; anything else goes out now."""
-        if self._cut is None and self._low and self._reading():
+        if self._cut is None and self._i0 is not None and self._significant(self._i0, self._n):
             self._committed = True
             return ""
         return self._decide(final=True)
@@ -209,76 +220,88 @@ class SeamAligner:
     def flush(self) -> str:
         return self._decide(final=True)
 
-    # -- deciding ----------------------------------------------------------------------------------------------
+    # -- following the continuation ----------------------------------------------------------------------------
     def _partial(self) -> _Partial:
         if self._p is None:
             self._p = _Partial(self.partial)
         return self._p
 
+    def _probe(self) -> str:
+        """The continuation's letters and digits so far, joined (only where a decision needs them all)."""
+        if len(self._low) != self._n:
+            self._low = "".join(self._lows)
+        return self._low
+
+    def _follow(self, p: _Partial) -> None:
+        """Check the earliest reading against the new characters; when it breaks off, find the next one."""
+        if not self._started:
+            # Start from the words that begin like it, then read on as if the rest had just come.
+            self._started = True
+            head = self._probe()[:3]
+            self._checked = len(head)
+            self._i0 = next(p.occurrences(head, -1), None)
+            new = self._probe()[self._checked :]
+        else:
+            new = "".join(self._lows[self._fresh :])
+        self._fresh = len(self._lows)
+        prev, n, size = self._checked, self._checked + len(new), len(p.low)
+        self._checked = n
+        i = self._i0
+        if i is None:
+            return
+        seen = p.low[i + prev : i + n]
+        if new.startswith(seen):
+            if i + n >= size:  # it read as the partial to its end: the earliest complete repeat
+                self._i0, self._complete = None, i if self._trims(i) else self._complete
+            return
+        self._note(i, prev + _common(seen, new))
+        # The next earliest among the readings still alive before these characters came.
+        self._i0 = None
+        probe = self._probe()
+        for j in p.occurrences(probe[:prev], i):
+            seen = p.low[j + prev : j + n]
+            if not probe.startswith(seen, prev):
+                self._note(j, prev + _common(seen, probe[prev:]))
+            elif j + n < size:
+                self._i0 = j
+                return
+
+    def _note(self, i: int, m: int) -> None:
+        if m > self._best[1]:
+            self._best = (i, m)
+
     def _decide(self, final: bool) -> str:
-        forced = final or len(self.buf) > self.limit
+        forced = final or self._size > self.limit
         if self._cut is not None:
             return self._join(forced)
-        n = len(self._low)
         p = self._partial()
+        n = self._n
         if n == 0 or not p.low:
             return self._release() if forced or (n and not p.low) else ""
-        if self._live is None:
-            if n < min(3, len(p.low)) and not forced:
-                return ""
-            # Start from every word that begins like the continuation, so the narrowing sees how far each reads.
-            self._live = p.candidates(self._low[:3])
-        self._narrow(p)
-        size = len(p.low)
-        complete = [i for i in self._live if i + n >= size and self._trims(i)]
-        growing = [i for i in self._live if i + n < size]
-        if complete and (forced or not any(g < complete[0] for g in growing)):
-            return self._trim(complete[0])
-        if growing and not forced:
+        if not self._started and n < min(3, len(p.low)) and not forced:
             return ""
-        if growing and final and self._significant(growing[0], n):
-            # The continuation ended while still repeating the partial: nothing of it is new.
-            self.done, self.buf = True, ""
-            return ""
-        if growing and self._significant(growing[0], n) and n > self._best[1]:
-            self._best = (growing[0], n)
+        self._follow(p)
+        i0 = self._i0
+        if i0 is not None and not forced:
+            return ""  # still reads as the partial: may be a repeat
+        complete = self._complete if self._complete is not None else self._first_complete(p, self._probe())
+        if complete is not None:
+            return self._trim(complete)
+        if i0 is not None and self._significant(i0, n):
+            if final:  # it ended while still repeating the partial: nothing of it is new
+                return self._finish("")
+            self._note(i0, n)
         if self._significant(*self._best):
             return self._diverge(*self._best)
         if self._committed:
-            self.done, self.buf = True, ""
-            return ""
+            return self._finish("")
         return self._release()
 
-    def _narrow(self, p: _Partial) -> None:
-        """Drop the readings the new characters broke, remembering the longest one."""
-        probe, low, n = self._low, p.low, len(self._low)
-        alive: list[int] = []
-        for i in self._live or ():
-            seen = low[i : i + n]
-            if probe.startswith(seen):
-                alive.append(i)
-                continue
-            m = 0
-            for a, b in zip(seen, probe, strict=False):
-                if a != b:
-                    break
-                m += 1
-            if m > self._best[1] or (m == self._best[1] and i < self._best[0]):
-                self._best = (i, m)
-        self._live = alive
-
-    def _reading(self) -> bool:
-        """Whether the continuation still reads as the partial from a word that makes it a likely repeat."""
-        p = self._partial()
-        if self._live is None:
-            self._live = p.candidates(self._low[:3])
-            self._narrow(p)
-        n = len(self._low)
-        return any(i + n < len(p.low) and self._significant(i, n) for i in self._live)
+    def _first_complete(self, p: _Partial, probe: str) -> int | None:
+        return next((i for i in p.ends_like(probe) if self._trims(i)), None)
 
     def _exact(self, i: int, length: int) -> bool:
-        p = self._partial()
-        return p.raw[i : i + length] == self._raw[:length]
+        return self._partial().raw[i : i + length] == "".join(self._raws)[:length]
 
     def _trims(self, i: int) -> bool:
         """Whether a repeat of the partial from `i` to its end is long enough to be cut."""
@@ -291,7 +314,7 @@ class SeamAligner:
         """Whether sharing `m` characters from word `i` with the partial makes the continuation a rewrite of it."""
         p = self._partial()
         c = p.cut_back(i + m)
-        glued = not self._tail and self.buf[:1].isalnum()
+        glued = not self._tail and self._pieces[:1] != [] and self._pieces[0][:1].isalnum()
         words, chars = RESTART_MIN if i == 0 or glued else DIVERGE_MIN
         if c - i < chars or p.words_between(i, c) < words:
             return False
@@ -300,9 +323,9 @@ class SeamAligner:
     # -- outcomes ----------------------------------------------------------------------------------------------
     def _trim(self, i: int) -> str:
         repeated = len(self._partial().low) - i
-        self._cut = self._pos[repeated - 1] + 1
+        self._cut = self._after(repeated)
         self.held_since = self._clock()
-        return self._join(len(self.buf) > self.limit)
+        return self._join(self._size > self.limit)
 
     def _join(self, forced: bool) -> str:
         """After a repeat: wait for the continuation's next word, then join the punctuation in between."""
@@ -327,8 +350,28 @@ class SeamAligner:
         self.reset = SeamReset(
             keep, len(self.partial) - keep, "continuation_restarted" if i == 0 else "continuation_diverged"
         )
-        return self._finish(self.buf[self._pos[c - i - 1] + 1 :])
+        return self._finish(self.buf[self._after(c - i) :])
+
+    def _after(self, k: int) -> int:
+        """Where in the continuation its `k`-th letter or digit ends."""
+        seen = 0
+        for m in _WORD.finditer(self.buf):
+            if seen + len(m.group()) >= k:
+                return m.start() + (k - seen)
+            seen += len(m.group())
+        return self._size
 
     def _finish(self, out: str) -> str:
-        self.done, self.buf = True, ""
+        self.done = True
+        self._pieces, self._size = [], 0
         return out
+
+
+def _common(a: str, b: str) -> int:
+    """The length of the common beginning of `a` and `b`."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -32,7 +32,14 @@ router = APIRouter(tags=["openai"])
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
 # Terminal errors of a stream that never answered, as HTTP statuses for the non-streaming reply.
-_ERROR_STATUS = {"budget_exceeded": 402, "bad_request": 400, "draining": 503, "midstream_failed": 502}
+_ERROR_STATUS = {
+    "budget_exceeded": 402,
+    "bad_request": 400,
+    "context_length_exceeded": 400,
+    "content_filtered": 400,
+    "draining": 503,
+    "midstream_failed": 502,
+}
 
 
 class StreamOptions(BaseModel):
