@@ -127,3 +127,12 @@ async def test_a_continuation_that_rewrites_the_answer_tells_the_client_what_to_
     assert len(answer.split(" ")) == 10 and answer.startswith(held[: seam["keep_chars"]])
     done = frames[-1]
     assert done["type"] == "done" and [s["status"] for s in done["segments"]] == ["failed", "ok"]
+
+
+async def test_retries_follow_the_setting(live_factory: Callable[..., Any]) -> None:
+    live: Live = await live_factory(gateway_retries=1)
+    frames = await stream(live, {"messages": user_msg("q [[mock fail_after=0 fail=overloaded]]")})
+    err = frames[-1]
+    assert [(a["model"], a["reason"]) for a in err["attempts"]] == [("mock", "overloaded")] * 2 + [
+        ("mock-backup", "overloaded")
+    ] * 2
