@@ -99,17 +99,19 @@ class Router:
             retry = 0
             while skip is None and form is not None:  # attempts on this model: retries, the instruction form
                 att = self._attempt(run, spec, form, retry)
+                relay = att.relay()
                 try:
                     for event in run.announce(spec, att.seg):
                         yield event
                     if att.seg.failover_from is not None and self.on_failover is not None:
                         self.on_failover(att.seg)
-                    async for out in att.relay():
+                    async for out in relay:
                         yield out
                     run.tool_open |= att.tool_seen
                 except BaseException as exc:
                     # Client stop, shutdown, or the consumer closed us: bill what was produced (and free a held
                     # half-open probe), then let it go on.
+                    await relay.aclose()
                     await self._abandon(att)
                     if isinstance(exc, asyncio.CancelledError):
                         yield SegmentEnded(att.seg)

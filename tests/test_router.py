@@ -556,3 +556,29 @@ async def test_closing_the_stream_between_events_releases_a_half_open_probe() ->
     assert isinstance(first, AttemptStarted)
     await gen.aclose()  # ...and the consumer goes away before using it
     assert await breaker.acquire("p1", "a")  # the next stream may probe
+
+
+async def test_cancelling_while_the_seam_holds_text_closes_the_upstream_and_bills_it() -> None:
+    p = ScriptedProvider("p1")
+    p.script("a", Step(text=("Foxes hunt at dusk.", " They live in dens"), fail=errors.ServerError()))
+    # " They" may be the last sentence again: held, while the upstream pauses before its next token.
+    p.script("b", Step(text=(" They", " dig", " burrows."), delay=0.4))
+    router = make_router(p, first_token_timeout_s=5, inter_token_timeout_s=5)
+    got: list[Any] = []
+
+    async def consume() -> None:
+        async for ev in router.stream(REQ, [spec("a"), spec("b")], Keys()):
+            got.append(ev)
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(5):
+        while len(p.seen) < 2:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)  # " They" arrived at 0.4 s and is held; the next token is due at 0.8 s
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert p.seen[1].closed  # the upstream read that was waiting was cancelled and the stream closed
+    ended = [e.segment for e in got if isinstance(e, SegmentEnded)]
+    assert [(s.model, s.status) for s in ended] == [("a", "failed"), ("b", "cancelled")]
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]
