@@ -268,7 +268,8 @@ async def test_a_provider_wide_storm_opens_the_circuit_for_everyone_visibly_and_
             openai_api_key="sk-operator-openai",
             anthropic_api_key="sk-operator-anthropic",
             gateway_allow_operator_keys=True,
-            gateway_breaker_cooldown_s=0.6,
+            # Long enough that the checks below all run while the circuit is open, even on a loaded machine.
+            gateway_breaker_cooldown_s=2.0,
         )
         tokens = [live.services.auth.mint_dev_token(user_id=str(uuid.uuid4())) for _ in range(2)]
         emu.default(Script(text=(" They", " hunt", " at", " dusk.")))
@@ -305,7 +306,11 @@ async def test_a_provider_wide_storm_opens_the_circuit_for_everyone_visibly_and_
         assert len([r for r in emu.requests if r.model == "gpt-5-mini"]) == asked  # nothing was sent to it
 
         emu.default(Script(text=("Foxes", " are", " back.")), model="gpt-5-mini")  # the storm is over
-        await asyncio.sleep(0.7)
+        breaker = live.services.sessions.router.breaker
+        assert breaker.state("openai", "gpt-5-mini") == "open"
+        async with asyncio.timeout(5):
+            while breaker.state("openai", "gpt-5-mini") != "half_open":  # the cool-down is over
+                await asyncio.sleep(0.05)
         probe = await sse(live, tokens[1], *chain)
         assert [g["model"] for g in probe[-1]["segments"]] == ["gpt-5-mini"] and probe[-1]["skipped"] == []
         again = await sse(live, tokens[0], *chain)
