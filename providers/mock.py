@@ -22,12 +22,34 @@ from providers import errors
 from providers.base import ChatRequest, Credential
 from providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 
-_TEXT = (
-    "the gateway streams every token from the model to you while it keeps count of cost and falls back "
-    "to another model when one fails so your answer continues where it stopped without losing a word "
-    "of what you already read"
+
+# Three vocabularies of distinct words, none shared between them. Word `i` of an answer comes from the vocabulary a
+# square-free sequence picks (Thue-Morse differences: no stretch of it ever repeats right after itself), so no run of
+# words is ever followed by itself: a continuation of the answer never looks like a repeat of the text before it.
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_VOCABS = (
+    _words(
+        "the gateway streams every token from model to you while it keeps count of cost and falls back when one fails "
+        "so your answer continues where stopped without losing a word"
+    ),
+    _words(
+        "replies arrive over sockets or server events priced per attempt with budgets capping spend keys stay "
+        "encrypted dashboards draw totals live quickly"
+    ),
+    _words(
+        "several instances share redis logs limits tickets breakers then drain before restarts resume missed frames "
+        "exactly once"
+    ),
 )
-_WORDS = tuple(_TEXT.split())
+_WORDS = tuple(w for vocab in _VOCABS for w in vocab)
+
+
+def _thue_morse(n: int) -> int:
+    return bin(n).count("1") & 1
+
 
 _DIRECTIVE = re.compile(r"\[\[mock([^\]]*)\]\]")
 
@@ -82,7 +104,8 @@ def _seed(request: ChatRequest) -> int:
 
 
 def mock_word(seed: int, i: int) -> str:
-    return _WORDS[(seed + i * 7) % len(_WORDS)]
+    vocab = _VOCABS[_thue_morse(i + 1) - _thue_morse(i) + 1]
+    return vocab[(seed + i * 7) % len(vocab)]
 
 
 def _already_written(request: ChatRequest) -> int:

@@ -15,7 +15,7 @@ from providers.breaker import MemoryBreaker
 from providers.catalog import Catalog
 from providers.continuation import continue_instruction
 from providers.events import TextDelta, ToolCallDelta, Usage
-from providers.mock import MockProvider
+from providers.mock import MockProvider, mock_word
 from providers.router import (
     AttemptStarted,
     FallbackStarted,
@@ -541,6 +541,27 @@ async def test_mock_fallback_reads_as_one_answer() -> None:
     assert plain.text == out.text
     (fb,) = out.of(FallbackStarted)
     assert (fb.from_model, fb.to_model, fb.mode) == ("mock", "mock-backup", "continue")
+
+
+@pytest.mark.parametrize("fail_after", [45, 60, 150])
+async def test_mock_fallback_after_a_long_partial_still_reads_as_one_answer(fail_after: int) -> None:
+    """The mock's words never repeat a run right after itself, so the seam never takes its continuation for a
+    repeat of the partial answer (a periodic word list did, once the partial was longer than its period)."""
+    cat = Catalog.build()
+    router = Router({"mock": MockProvider()})
+    req = ChatRequest((Message("user", f"hello [[mock tokens=200 fail_after={fail_after} only=mock]]"),))
+    out = await run(router, [cat.resolve("mock"), cat.resolve("mock-backup")], req)
+    plain = await run(
+        router, [cat.resolve("mock-backup")], ChatRequest((Message("user", "hello [[mock tokens=200]]"),))
+    )
+    assert out.text == plain.text and len(out.text.split(" ")) == 200
+
+
+def test_mock_words_never_repeat_a_run_right_after_itself() -> None:
+    for seed in range(5):
+        words = [mock_word(seed, i) for i in range(600)]
+        for k in range(1, 150):
+            assert not any(words[i : i + k] == words[i + k : i + 2 * k] for i in range(len(words) - 2 * k)), (seed, k)
 
 
 async def test_closing_the_stream_between_events_releases_a_half_open_probe() -> None:
