@@ -23,9 +23,10 @@ from providers.base import ChatRequest, Credential
 from providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 
 
-# Three vocabularies of distinct words, none shared between them. Word `i` of an answer comes from the vocabulary a
-# square-free sequence picks (Thue-Morse differences: no stretch of it ever repeats right after itself), so no run of
-# words is ever followed by itself: a continuation of the answer never looks like a repeat of the text before it.
+# Three vocabularies of short words (about four letters, which cost estimates in tests assume), no word in two of
+# them. Word `i` of an answer comes from the vocabulary a square-free sequence picks (Thue-Morse differences: no
+# stretch of it ever repeats right after itself), so no run of words is ever followed by itself and a continuation
+# of the answer never looks like a repeat of the text before it.
 def _words(text: str) -> tuple[str, ...]:
     return tuple(text.split())
 
@@ -35,14 +36,8 @@ _VOCABS = (
         "the gateway streams every token from model to you while it keeps count of cost and falls back when one fails "
         "so your answer continues where stopped without losing a word"
     ),
-    _words(
-        "replies arrive over sockets or server events priced per attempt with budgets capping spend keys stay "
-        "encrypted dashboards draw totals live quickly"
-    ),
-    _words(
-        "several instances share redis logs limits tickets breakers then drain before restarts resume missed frames "
-        "exactly once"
-    ),
+    _words("bits flow over sockets or pipes as small parts each priced by size then kept safe in logs till done"),
+    _words("many hosts share redis thus any node can resume lost feeds at once with no gap"),
 )
 _WORDS = tuple(w for vocab in _VOCABS for w in vocab)
 
