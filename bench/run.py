@@ -114,7 +114,7 @@ def processes(log_dir: Path) -> Iterator[Procs]:
         "GATEWAY_WS_MESSAGES_PER_SECOND": "100000",
         "GATEWAY_RESUME_WINDOW_S": "0",
         # (e) measures the failover itself: keep the breaker from skipping the failing model.
-        "GATEWAY_BREAKER_FAILURES": "1000000",
+        "GATEWAY_BREAKER_MIN_REQUESTS": "1000000",
     }
     gw = subprocess.Popen(
         [sys.executable, "-m", "gateway", "--port", str(gw_port)],

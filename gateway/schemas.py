@@ -67,6 +67,8 @@ class ChatBody(_In):
     stop: str | list[str] | None = None
     tools: list[InTool] | None = None
     on_midstream_failure: Literal["continue", "restart", "error"] = "continue"
+    # A content-filter refusal before any output: reported as `content_filtered`, or tried on the next model.
+    on_refusal: Literal["error", "fallback"] = "error"
 
 
 class ChatStartFrame(ChatBody):
@@ -102,7 +104,7 @@ def to_chat_request(body: ChatBody, *, max_messages: int, max_prompt_chars: int)
 def to_start_params(body: ChatBody, client_id: str | None, *, max_messages: int, max_prompt_chars: int) -> StartParams:
     request = to_chat_request(body, max_messages=max_messages, max_prompt_chars=max_prompt_chars)
     fallbacks = tuple(body.fallbacks) if body.fallbacks is not None else None
-    return StartParams(client_id, body.model, fallbacks, request, body.on_midstream_failure)
+    return StartParams(client_id, body.model, fallbacks, request, body.on_midstream_failure, body.on_refusal)
 
 
 def describe(exc: ValidationError, what: str = "frame") -> str:

@@ -210,12 +210,28 @@ class Settings(BaseSettings):
     gateway_request_deadline_s: float = Field(
         120.0, gt=0, description="Time retries and fallbacks have to get an answer started."
     )
-    gateway_breaker_failures: int = Field(
-        5, ge=1, description="Failures of one model within the window that open its circuit (it is skipped)."
+    gateway_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries of the same model after a fast failure (429, 5xx, 529, a reset before the first "
+        "token) before the next model is asked; a stall or a silent upstream moves on at once.",
     )
-    gateway_breaker_window_s: float = Field(30.0, gt=0, description="The window those failures are counted in.")
+    gateway_breaker_min_requests: int = Field(
+        10,
+        ge=1,
+        description="Attempts of one model that must have ended within the window before its circuit may open.",
+    )
+    gateway_breaker_failure_rate: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Share of those attempts that failed with a provider-wide fault (5xx, 529, timeouts, stalls, "
+        "dropped or truncated streams; never a 429 or a refused key) that opens the circuit.",
+    )
+    gateway_breaker_window_s: float = Field(30.0, gt=0, description="The window over which attempts are counted.")
     gateway_breaker_cooldown_s: float = Field(
-        30.0, gt=0, description="How long an open circuit skips its model before one probe request goes through."
+        30.0, gt=0, description="How long an open circuit skips the model; then one probe request is let through."
     )
 
     # -- edge -------------------------------------------------------------------

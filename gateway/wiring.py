@@ -14,6 +14,7 @@ from gateway.settings import Settings
 from gateway.stores.base import SecretStore, Store
 from gateway.stores.sqlite import SQLiteStore
 from gateway.upstreams import build_upstream_providers, compatible_credentials, compatible_model_entries
+from providers.backoff import Backoff
 from providers.base import Provider
 from providers.breaker import Breaker, MemoryBreaker
 from providers.catalog import Catalog
@@ -39,11 +40,15 @@ def build_router(settings: Settings, providers: dict[str, Provider], shared_brea
     breaker = shared_breaker
     if breaker is None:
         breaker = MemoryBreaker(
-            settings.gateway_breaker_failures, settings.gateway_breaker_window_s, settings.gateway_breaker_cooldown_s
+            settings.gateway_breaker_min_requests,
+            settings.gateway_breaker_failure_rate,
+            settings.gateway_breaker_window_s,
+            settings.gateway_breaker_cooldown_s,
         )
     return Router(
         providers,
         breaker=breaker,
+        backoff=Backoff(max_retries=settings.gateway_retries),
         first_token_timeout_s=settings.gateway_first_token_timeout_s,
         inter_token_timeout_s=settings.gateway_inter_token_timeout_s,
         request_deadline_s=settings.gateway_request_deadline_s,

@@ -28,6 +28,7 @@ from providers.upstream import (
     TRANSPORT_ERRORS,
     ClientCache,
     by_status,
+    is_context_overflow,
     is_prefill_refusal,
     refused,
     transport_error,
@@ -88,6 +89,7 @@ class _StreamState:
         "input_tokens",
         "json_blocks",
         "output_tokens",
+        "stop_reason",
         "thinking_chars",
         "thinking_tokens",
         "tool_slots",
@@ -96,6 +98,7 @@ class _StreamState:
     def __init__(self, forced: str | None) -> None:
         self.forced = forced
         self.finish: FinishReason | None = None
+        self.stop_reason: str | None = None  # Anthropic's own value ("end_turn", "refusal", …)
         self.input_tokens = self.cached = self.cache_write = self.output_tokens = 0
         self.thinking_chars = 0
         self.thinking_tokens: int | None = None
@@ -136,6 +139,7 @@ class _StreamState:
     def message_delta(self, ev: dict[str, Any]) -> None:
         stop = (ev.get("delta") or {}).get("stop_reason")
         if stop is not None:
+            self.stop_reason = stop
             self.finish = "stop" if stop == "tool_use" and self.json_blocks else _FINISH.get(stop, "other")
         u = ev.get("usage") or {}
         self.output_tokens = u.get("output_tokens", self.output_tokens)
@@ -216,10 +220,10 @@ class AnthropicProvider:
         if read.finish is None:
             raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
         yield read.usage()
-        yield Finish(read.finish)
+        yield Finish(read.finish, read.stop_reason)
 
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
-        kw: dict[str, str] = {"provider": self.name, "model": model}
+        kw: dict[str, Any] = {"provider": self.name, "model": model}
         if isinstance(exc, anthropic.APITimeoutError):
             if refused(exc):
                 return errors.ConnectionLost("connection to upstream refused", **kw)
@@ -243,7 +247,7 @@ class AnthropicProvider:
     def _status_error(
         self, status: int, kind: str | None, message: str, headers: httpx2.Headers, model: str
     ) -> errors.ProviderError:
-        kw: dict[str, str] = {"provider": self.name, "model": model}
+        kw: dict[str, Any] = {"provider": self.name, "model": model, "provider_code": kind or str(status)}
         if status == 200 or kind in ("overloaded_error", "rate_limit_error", "timeout_error"):
             # An error event inside a 200 stream: its type is all there is to go on.
             status = _ERROR_TYPES.get(kind or "", 500)
@@ -252,6 +256,8 @@ class AnthropicProvider:
                 return errors.PrefillRejected(message, **kw)
             if "credit balance" in message.lower():
                 return errors.AuthFailed(message, **kw)
+            if is_context_overflow(message):
+                return errors.ContextLengthExceeded(message, **kw)
         return by_status(status, message, headers=headers, **kw)
 
     async def aclose(self) -> None:

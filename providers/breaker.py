@@ -1,18 +1,22 @@
-"""Circuit breakers: stop sending requests to a provider model that keeps failing, probe it again later.
+"""Circuit breakers: stop sending requests to a provider model that is failing for everyone, probe it again later.
 
-One breaker instance is shared by every stream of the process (the router holds it). The router talks to
-it through the small `Breaker` Protocol, whose methods are coroutines so a Redis-backed implementation
-(shared by several gateway instances) can slot in without touching the router.
+One breaker instance is shared by every stream of the process (the router holds it). The router talks to it
+through the small `Breaker` Protocol, whose methods are coroutines so a Redis-backed implementation (shared by
+several gateway instances) can slot in without touching the router. The router reports only provider-wide faults
+as failures (`failover.breaker_verdict`); a rate limit or a refused key is released, counting for nothing.
 
 States per key (provider, upstream model):
-- closed: requests flow; failures within `window_s` are counted, `failures` of them open the circuit.
+- closed: requests flow; the outcomes of the last `window_s` are counted (in `BUCKETS` slices of it). When at least
+  `min_requests` attempts ended in the window and at least `failure_rate` of them failed, the circuit opens: a
+  failure rate over a minimum volume, so a few failures among many successes never open it.
 - open: requests are refused until `cooldown_s` has passed since the circuit opened.
-- half-open: one probe request at a time is let through; its success closes the circuit, its failure
-  opens it again for another cool-down.
+- half-open: one probe request at a time is let through; its success closes the circuit (with a clean count),
+  its failure opens it again for another cool-down.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -20,6 +24,9 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 BreakerState = Literal["closed", "open", "half_open"]
+
+# The window is counted in this many slices: outcomes leave it a slice at a time, and memory stays bounded.
+BUCKETS = 10
 
 
 class Breaker(Protocol):
@@ -32,17 +39,51 @@ class Breaker(Protocol):
     async def failure(self, provider: str, model: str) -> None: ...
 
     async def release(self, provider: str, model: str) -> None:
-        """The attempt ended without saying anything about the model's health (cancelled, caller's fault)."""
+        """The attempt ended without saying anything about the model's health (cancelled, one key's limit)."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """When a circuit opens: at least `failure_rate` of at least `min_requests` outcomes within `window_s`."""
+
+    min_requests: int = 10
+    failure_rate: float = 0.5
+    window_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.min_requests < 1:
+            raise ValueError("min_requests must be at least 1")
+        if not 0 < self.failure_rate <= 1:
+            raise ValueError("failure_rate must be in (0, 1]")
+
+    @property
+    def bucket_s(self) -> float:
+        return self.window_s / BUCKETS
+
+    def trips(self, total: int, failed: int) -> bool:
+        return total >= self.min_requests and failed >= math.ceil(self.failure_rate * total - 1e-9)
 
 
 @dataclass(slots=True)
 class _Circuit:
     state: BreakerState = "closed"
-    failures: deque[float] = field(default_factory=deque)
+    # (bucket number, outcomes, failures), oldest first
+    buckets: deque[list[int]] = field(default_factory=deque)
     opened_at: float = 0.0
     probing: bool = False
     probe_started: float = 0.0
+
+    def count(self, bucket: int, oldest: int, failed: bool) -> tuple[int, int]:
+        """Add one outcome; the window's (outcomes, failures)."""
+        while self.buckets and self.buckets[0][0] < oldest:
+            self.buckets.popleft()
+        if not self.buckets or self.buckets[-1][0] != bucket:
+            self.buckets.append([bucket, 0, 0])
+        last = self.buckets[-1]
+        last[1] += 1
+        last[2] += failed
+        return sum(b[1] for b in self.buckets), sum(b[2] for b in self.buckets)
 
 
 class MemoryBreaker:
@@ -50,14 +91,13 @@ class MemoryBreaker:
 
     def __init__(
         self,
-        failures: int = 5,
+        min_requests: int = 10,
+        failure_rate: float = 0.5,
         window_s: float = 30.0,
         cooldown_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if failures < 1:
-            raise ValueError("failures must be at least 1")
-        self.threshold = failures
+        self.threshold = Threshold(min_requests, failure_rate, window_s)
         self.window_s = window_s
         self.cooldown_s = cooldown_s
         self._clock = clock
@@ -92,12 +132,14 @@ class MemoryBreaker:
         return True
 
     async def success(self, provider: str, model: str) -> None:
-        c = self._circuits.get((provider, model))
+        key = (provider, model)
+        c = self._circuits.get(key)
         if c is None:
-            return
-        if c.state != "closed" or not c.failures:
-            # A successful probe (or a clean slate): forget the key entirely.
-            del self._circuits[(provider, model)]
+            c = self._circuits[key] = _Circuit()
+        if c.state == "half_open":
+            del self._circuits[key]  # the probe answered: closed, with a clean count
+        elif c.state == "closed":
+            self._count(c, failed=False)
 
     async def failure(self, provider: str, model: str) -> None:
         key = (provider, model)
@@ -110,12 +152,14 @@ class MemoryBreaker:
             return
         if c.state == "open":  # a request admitted before the circuit opened failed too
             return
-        c.failures.append(now)
-        while c.failures and c.failures[0] <= now - self.window_s:
-            c.failures.popleft()
-        if len(c.failures) >= self.threshold:
+        total, failed = self._count(c, failed=True)
+        if self.threshold.trips(total, failed):
             c.state, c.opened_at = "open", now
-            c.failures.clear()
+            c.buckets.clear()
+
+    def _count(self, c: _Circuit, *, failed: bool) -> tuple[int, int]:
+        bucket = math.floor(self._clock() / self.threshold.bucket_s)
+        return c.count(bucket, bucket - BUCKETS + 1, failed)
 
     async def release(self, provider: str, model: str) -> None:
         c = self._circuits.get((provider, model))

@@ -46,7 +46,7 @@ class ModelSpec:
     id: str
     provider: str  # provider instance name: "openai", "anthropic", "gemini", "mock", or a compatible server
     upstream: str  # the model name sent upstream
-    context_window: int = 128_000
+    context_window: int | None = None  # tokens; None: unknown (counts as larger than any other when falling back)
     supports_prefill: bool = False
     fallbacks: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()

@@ -6,7 +6,7 @@ Plain slotted dataclasses: they are built once per upstream chunk, so they stay 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "other"]
@@ -63,6 +63,8 @@ class Usage:
 @dataclass(slots=True)
 class Finish:
     reason: FinishReason
+    # The provider's own value ("end_turn", "refusal", "SAFETY", …); two finishes with the same reason are equal.
+    raw: str | None = field(default=None, compare=False)
 
 
 ProviderEvent = TextDelta | ToolCallDelta | ReasoningDelta | LogprobsDelta | Usage | Finish

@@ -37,6 +37,7 @@ from providers.upstream import (
     TRANSPORT_ERRORS,
     ClientCache,
     by_status,
+    is_context_overflow,
     is_prefill_refusal,
     retry_after,
     transport_error,
@@ -171,6 +172,7 @@ class GeminiProvider:
         )
         finish: FinishReason | None = None
         meta: dict[str, Any] | None = None
+        raw_finish: str | None = None
         calls = 0
         want_logprobs = request.wants_logprobs
         answer = request.answer_tool
@@ -184,8 +186,12 @@ class GeminiProvider:
                 if not candidates:
                     feedback = chunk.get("promptFeedback") or {}
                     if feedback.get("blockReason"):
+                        reason = str(feedback["blockReason"])
                         raise errors.ContentRefused(
-                            f"prompt blocked: {feedback['blockReason']}", provider=self.name, model=upstream_model
+                            feedback.get("blockReasonMessage") or f"prompt blocked: {reason}",
+                            provider=self.name,
+                            model=upstream_model,
+                            provider_code=reason,
                         )
                     continue
                 cand = candidates[0]
@@ -208,7 +214,7 @@ class GeminiProvider:
                         yield lp
                 reason = cand.get("finishReason")
                 if reason is not None:
-                    finish = _FINISH.get(reason, "other")
+                    finish, raw_finish = _FINISH.get(reason, "other"), reason
                     if finish == "stop" and calls:
                         finish = "tool_calls"
         finally:
@@ -218,14 +224,15 @@ class GeminiProvider:
             raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
         if meta is not None:
             yield _usage(meta)
-        yield Finish(finish)
+        yield Finish(finish, raw_finish)
 
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
-        kw: dict[str, str] = {"provider": self.name, "model": model}
+        kw: dict[str, Any] = {"provider": self.name, "model": model}
         if isinstance(exc, genai_errors.APIError):
             message = exc.message or str(exc)
             status = exc.code if isinstance(exc.code, int) else 500
             headers = getattr(exc.response, "headers", None)
+            kw["provider_code"] = exc.status or str(status)
             if status == 429:
                 wait = retry_after(headers) if headers is not None else None
                 return errors.RateLimited(message, retry_after=wait or _retry_delay(exc.details), **kw)
@@ -233,6 +240,8 @@ class GeminiProvider:
                 return errors.AuthFailed(message, **kw)
             if status == 400 and is_prefill_refusal(message):
                 return errors.PrefillRejected(message, **kw)
+            if status == 400 and is_context_overflow(message):
+                return errors.ContextLengthExceeded(message, **kw)
             return by_status(status, message, headers=headers, **kw)
         if isinstance(exc, TRANSPORT_ERRORS):
             return transport_error(exc, **kw)

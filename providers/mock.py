@@ -6,6 +6,8 @@ from `mock` to `mock-backup` reads as one coherent answer.
 
 Directives in the last user message tune one request, e.g. ``[[mock tokens=40 delay_ms=5
 fail_after=10 fail=server_error only=mock]]``. `only` limits the fault to one upstream model.
+``on_continue=repeat`` makes a continuation start the answer again from its first word (the seam cuts the
+repeat); ``on_continue=rewrite`` makes it restart and then write different words (the seam tells the client).
 """
 
 from __future__ import annotations
@@ -21,12 +23,29 @@ from providers.base import ChatRequest, Credential
 from providers.capabilities import MOCK, refusals
 from providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
 
-_TEXT = (
-    "the gateway streams every token from the model to you while it keeps count of cost and falls back "
-    "to another model when one fails so your answer continues where it stopped without losing a word "
-    "of what you already read"
+
+# Three vocabularies of short words (about four letters, which cost estimates in tests assume), no word in two of
+# them. Word `i` of an answer comes from the vocabulary a square-free sequence picks (Thue-Morse differences: no
+# stretch of it ever repeats right after itself), so no run of words is ever followed by itself and a continuation
+# of the answer never looks like a repeat of the text before it.
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_VOCABS = (
+    _words(
+        "the gateway streams every token from model to you while it keeps count of cost and falls back when one fails "
+        "so your answer continues where stopped without losing a word"
+    ),
+    _words("bits flow over sockets or pipes as small parts each priced by size then kept safe in logs till done"),
+    _words("many hosts share redis thus any node can resume lost feeds at once with no gap"),
 )
-_WORDS = tuple(_TEXT.split())
+_WORDS = tuple(w for vocab in _VOCABS for w in vocab)
+
+
+def _thue_morse(n: int) -> int:
+    return bin(n).count("1") & 1
+
 
 _DIRECTIVE = re.compile(r"\[\[mock([^\]]*)\]\]")
 
@@ -38,7 +57,9 @@ _FAULTS: dict[str, type[errors.ProviderError]] = {
     "timeout": errors.UpstreamTimeout,
     "auth_failed": errors.AuthFailed,
     "bad_request": errors.BadRequest,
-    "content_refused": errors.ContentRefused,
+    "content_filtered": errors.ContentRefused,
+    "content_refused": errors.ContentRefused,  # the older name of the same fault
+    "context_length_exceeded": errors.ContextLengthExceeded,
     "truncated": errors.Truncated,
 }
 
@@ -51,6 +72,7 @@ class MockScript:
     fail: str = "server_error"  # a key of _FAULTS, or "stall"
     only: str | None = None
     tool: str | None = None  # stream a tool call to this function instead of text
+    on_continue: str | None = None  # "repeat" or "rewrite": how a continuation misbehaves
 
 
 def parse_script(request: ChatRequest, default_tokens: int, default_delay_ms: float) -> MockScript:
@@ -66,7 +88,7 @@ def parse_script(request: ChatRequest, default_tokens: int, default_delay_ms: fl
                     setattr(script, key, int(value))
                 elif key == "delay_ms":
                     script.delay_ms = float(value)
-                elif key in ("fail", "only", "tool"):
+                elif key in ("fail", "only", "tool", "on_continue"):
                     setattr(script, key, value)
         break
     return script
@@ -78,7 +100,8 @@ def _seed(request: ChatRequest) -> int:
 
 
 def mock_word(seed: int, i: int) -> str:
-    return _WORDS[(seed + i * 7) % len(_WORDS)]
+    vocab = _VOCABS[_thue_morse(i + 1) - _thue_morse(i) + 1]
+    return vocab[(seed + i * 7) % len(vocab)]
 
 
 def _already_written(request: ChatRequest) -> int:
@@ -126,18 +149,23 @@ class MockProvider:
             return
         seed = _seed(request)
         start = _already_written(request)
+        first, diverge = start, None
+        if start and script.on_continue in ("repeat", "rewrite"):
+            # Starts over from the first word; a rewrite keeps all but the last word written, then goes its own way.
+            first = 0
+            diverge = max(2, start - 1) if script.on_continue == "rewrite" else None
         # A continuation starts with a space so the joined text reads as one answer.
-        lead = " " if start else ""
+        lead = " " if first else ""
         limit = script.tokens if request.max_tokens is None else min(script.tokens, request.max_tokens)
-        for i in range(start, max(start, limit)):
+        for i in range(first, max(first, limit)):
             if fails_here and usage.output_tokens == script.fail_after:
                 if script.fail == "stall":
                     await asyncio.sleep(3600)
                 raise _FAULTS[script.fail](f"mock fault {script.fail}", provider=self.name, model=upstream_model)
             if delay:
                 await asyncio.sleep(delay)
-            word = mock_word(seed, i)
-            yield TextDelta(lead + word if i == start else " " + word)
+            word = mock_word(seed if diverge is None or i < diverge else seed + 13, i)
+            yield TextDelta(lead + word if i == first else " " + word)
             usage.output_tokens += 1
         yield Usage(usage.input_tokens, usage.output_tokens)
         yield Finish("length" if request.max_tokens is not None and request.max_tokens < script.tokens else "stop")

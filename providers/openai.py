@@ -38,6 +38,7 @@ from providers.upstream import (
     TRANSPORT_ERRORS,
     ClientCache,
     by_status,
+    is_context_overflow,
     is_prefill_refusal,
     refused,
     transport_error,
@@ -52,6 +53,8 @@ _FINISH: dict[str, FinishReason] = {
     "function_call": "tool_calls",
     "content_filter": "content_filter",
 }
+# The codes OpenAI (and Azure OpenAI) give a request its content policy refused.
+_REFUSAL_CODES = ("invalid_prompt", "content_filter", "content_policy_violation")
 
 
 # What a call or a stream may raise: the SDK's errors and the transport errors it lets through.
@@ -245,6 +248,7 @@ class OpenAIProvider:
             model=upstream_model,
         )
         finish: FinishReason | None = None
+        raw_finish: str | None = None
         usage: Usage | None = None
         want_logprobs = request.wants_logprobs
         answer = _AnswerCall(request.answer_tool) if request.answer_tool is not None else None
@@ -284,7 +288,7 @@ class OpenAIProvider:
                         yield LogprobsDelta(tuple(_token_logprob(e) for e in lp["content"]))
                 reason = choice.get("finish_reason")
                 if reason is not None:
-                    finish = _FINISH.get(reason, "other")
+                    finish, raw_finish = _FINISH.get(reason, "other"), reason
                     if finish == "tool_calls" and answer is not None and answer.index is not None:
                         finish = "stop"  # the forced call was the answer
         finally:
@@ -294,23 +298,33 @@ class OpenAIProvider:
             raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
         if usage is not None:
             yield usage
-        yield Finish(finish)
+        yield Finish(finish, raw_finish)
 
     def _event_error(self, body: dict[str, Any], model: str) -> errors.ProviderError:
         """An error event inside a 200 stream: no status, only the body's type and code."""
         message, code = _body_error(body, "upstream error")
         kind = f"{code or ''} {_body_type(body)} {message}".lower()
-        kw: dict[str, str] = {"provider": self.name, "model": model}
+        kw: dict[str, Any] = {"provider": self.name, "model": model, "provider_code": code or _body_type(body) or None}
         if "rate_limit" in kind:
-            return errors.RateLimited(message, provider=self.name, model=model)
+            return errors.RateLimited(message, **kw)
         if "overload" in kind:
             return errors.Overloaded(message, **kw)
         if "invalid_request" in kind:
-            return errors.BadRequest(message, **kw)
+            return self._bad_request(message, code, kw)
         return errors.ServerError(message, **kw)
 
+    def _bad_request(self, message: str, code: str | None, kw: dict[str, Any]) -> errors.ProviderError:
+        """A 400 told apart by the body: a refused prefill, a prompt too long, a refusal, or the caller's fault."""
+        if is_prefill_refusal(message):
+            return errors.PrefillRejected(message, **kw)
+        if is_context_overflow(message, code):
+            return errors.ContextLengthExceeded(message, **kw)
+        if code in _REFUSAL_CODES:
+            return errors.ContentRefused(message, **kw)
+        return errors.BadRequest(message, **kw)
+
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
-        kw: dict[str, str] = {"provider": self.name, "model": model}
+        kw: dict[str, Any] = {"provider": self.name, "model": model}
         if isinstance(exc, openai.APITimeoutError):
             if refused(exc):
                 # The aiohttp transport reports a refused connection as a connect timeout.
@@ -320,10 +334,11 @@ class OpenAIProvider:
             return errors.ConnectionLost("connection to upstream lost", **kw)
         if isinstance(exc, openai.APIStatusError):
             message, code = _body_error(exc.body, exc.message)
+            kw["provider_code"] = code or _body_type(exc.body) or str(exc.status_code)
             if exc.status_code == 429 and code == "insufficient_quota":
                 return errors.AuthFailed(message, **kw)
-            if exc.status_code == 400 and is_prefill_refusal(message):
-                return errors.PrefillRejected(message, **kw)
+            if exc.status_code == 400:
+                return self._bad_request(message, code, kw)
             return by_status(exc.status_code, message, headers=exc.response.headers, **kw)
         if isinstance(exc, openai.APIError):
             return self._event_error(

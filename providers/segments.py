@@ -43,6 +43,9 @@ class Segment:
     failed_at: float | None = None
     failover_from: float | None = None
     sent_at: float | None = None
+    # What the upstream itself said about the failure (its own code and message, keys removed, cut short).
+    provider_code: str | None = None
+    provider_message: str | None = None
 
     @property
     def failover_ms(self) -> float | None:
@@ -59,3 +62,5 @@ class Attempt:
     provider: str
     reason: str
     segment: int | None = None
+    provider_code: str | None = None
+    provider_message: str | None = None

@@ -114,22 +114,27 @@ def retry_after(headers: Mapping[str, str] | None) -> float | None:
 
 
 def by_status(
-    status: int, message: str, *, provider: str, model: str, headers: Mapping[str, str] | None = None
+    status: int,
+    message: str,
+    *,
+    provider: str,
+    model: str,
+    headers: Mapping[str, str] | None = None,
+    provider_code: str | None = None,
 ) -> errors.ProviderError:
     """The common HTTP status -> error mapping; adapters refine it from the body first."""
-    kw: dict[str, Any] = {"provider": provider, "model": model}
+    kw: dict[str, Any] = {"provider": provider, "model": model, "provider_code": provider_code or str(status)}
     if status == 429:
         return errors.RateLimited(message, retry_after=retry_after(headers), **kw)
     if status in (401, 403):
         return errors.AuthFailed(message, **kw)
     if status == 404:
         return ModelNotFound(message, **kw)
-    if status == 408:
-        return errors.UpstreamTimeout(message, **kw)
+    if status in (408, 504):
+        # The upstream answered, quickly, that it timed out: as fast to retry as any 5xx.
+        return errors.UpstreamTimeout(message, fast=True, **kw)
     if status in (503, 529):
         return errors.Overloaded(message, **kw)
-    if status == 504:
-        return errors.UpstreamTimeout(message, **kw)
     if status >= 500 or status == 409:
         return errors.ServerError(message, **kw)
     if 400 <= status < 500:
@@ -140,6 +145,25 @@ def by_status(
 def is_prefill_refusal(message: str) -> bool:
     text = message.lower()
     return "prefill" in text or ("final assistant content" in text and "whitespace" not in text)
+
+
+# How each upstream words a prompt that does not fit: OpenAI (and the servers copying its wording), Anthropic's
+# "prompt is too long" and its input-plus-max_tokens check, Gemini's input token count.
+_CONTEXT_WORDING = (
+    "maximum context length",
+    "context_length_exceeded",
+    "prompt is too long",
+    "exceed context limit",
+    "exceeds the context window",
+    "exceeds the maximum number of tokens",
+)
+
+
+def is_context_overflow(message: str, code: str | None = None) -> bool:
+    if code == "context_length_exceeded":
+        return True
+    text = message.lower()
+    return any(w in text for w in _CONTEXT_WORDING)
 
 
 def refused(exc: BaseException) -> bool:

@@ -88,6 +88,8 @@ CODES: dict[str, Kind] = {
     "all_models_failed": "upstream",
     "midstream_failed": "upstream",
     "bad_request": "bad_request",
+    "context_length_exceeded": "bad_request",
+    "content_filtered": "bad_request",
     # credentials
     "missing_token": "unauthorized",
     "invalid_token": "unauthorized",

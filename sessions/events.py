@@ -106,10 +106,20 @@ class SegmentUsage:
 
 
 @dataclass(slots=True, frozen=True)
+class Skipped:
+    """A model of the chain passed over without a request (`circuit_open`, `no_key`, `context_too_small`, …)."""
+
+    model: str
+    provider: str
+    reason: str
+
+
+@dataclass(slots=True, frozen=True)
 class Done:
     TYPE: ClassVar[str] = "done"
     finish_reason: str | None
     segments: tuple[Segment, ...]
+    skipped: tuple[Skipped, ...] = ()
 
     def wire(self) -> dict[str, Any]:
         segs = self.segments
@@ -122,6 +132,7 @@ class Done:
             },
             "cost_usd": str(self.cost_usd),
             "segments": [event_segment_json(s) for s in segs],
+            "skipped": [{"model": k.model, "provider": k.provider, "reason": k.reason} for k in self.skipped],
         }
 
     @property
@@ -135,6 +146,20 @@ class Tried:
 
     model: str
     reason: str
+    provider: str | None = None
+    segment: int | None = None  # the attempt's number; None for a model skipped without a request
+    provider_code: str | None = None  # the provider's own answer, as in `usage`
+    provider_message: str | None = None
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "provider": self.provider,
+            "reason": self.reason,
+            "segment": self.segment,
+            "provider_code": self.provider_code,
+            "provider_message": self.provider_message,
+        }
 
 
 @dataclass(slots=True, frozen=True)
@@ -160,7 +185,7 @@ class Error:
     def wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message, "retryable": self.retryable}
         if self.attempts is not None:
-            out["attempts"] = [{"model": a.model, "reason": a.reason} for a in self.attempts]
+            out["attempts"] = [a.wire() for a in self.attempts]
         if self.retry_after_s is not None:
             out["retry_after_s"] = round(self.retry_after_s, 3)
         if self.refused is not None:
@@ -210,6 +235,8 @@ def segment_json(s: Segment) -> dict[str, Any]:
         "cost_usd": str(s.cost_usd),
         "estimated": s.estimated,
         "ttft_ms": None if s.ttft_ms is None else round(s.ttft_ms, 2),
+        "provider_code": s.provider_code,
+        "provider_message": s.provider_message,
     }
 
 
@@ -237,6 +264,8 @@ def segment_from_json(d: dict[str, Any]) -> Segment:
         estimated=bool(d["estimated"]),
         cost_usd=Decimal(d["cost_usd"]),
         ttft_ms=None if d.get("ttft_ms") is None else float(d["ttft_ms"]),
+        provider_code=d.get("provider_code"),
+        provider_message=d.get("provider_message"),
         # Only the difference of the two router timestamps is known on the wire.
         failover_from=None if fo is None else 0.0,
         sent_at=None if fo is None else float(fo) / 1000,
@@ -291,10 +320,26 @@ def _error(d: dict[str, Any]) -> Error:
         code=str(d["code"]),
         message=str(d["message"]),
         retryable=bool(d["retryable"]),
-        attempts=None if attempts is None else tuple(Tried(str(a["model"]), str(a["reason"])) for a in attempts),
+        attempts=None if attempts is None else tuple(_tried(a) for a in attempts),
         retry_after_s=d.get("retry_after_s"),
         refused=Refused(d["frame"]) if "frame" in d else None,
     )
+
+
+def _tried(a: dict[str, Any]) -> Tried:
+    return Tried(
+        str(a["model"]),
+        str(a["reason"]),
+        a.get("provider"),
+        a.get("segment"),
+        a.get("provider_code"),
+        a.get("provider_message"),
+    )
+
+
+def _done(d: dict[str, Any]) -> Done:
+    skipped = tuple(Skipped(k["model"], k["provider"], k["reason"]) for k in d.get("skipped", ()))
+    return Done(d["finish_reason"], tuple(segment_from_json(s) for s in d["segments"]), skipped)
 
 
 _DECODERS: dict[str, Callable[[dict[str, Any]], Event]] = {
@@ -306,7 +351,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     ),
     Seam.TYPE: lambda d: Seam(d["keep_chars"], d["discard_chars"], d["reason"]),
     SegmentUsage.TYPE: lambda d: SegmentUsage(segment_from_json(d)),
-    Done.TYPE: lambda d: Done(d["finish_reason"], tuple(segment_from_json(s) for s in d["segments"])),
+    Done.TYPE: _done,
     Error.TYPE: _error,
     Draining.TYPE: lambda d: Draining(d["reconnect_after_ms"], d["message"]),
 }

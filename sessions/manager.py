@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from providers.base import ChatRequest
 from providers.catalog import Catalog, ModelSpec, UnknownModel
-from providers.router import MidstreamPolicy, Router
+from providers.router import MidstreamPolicy, RefusalPolicy, Router
 from providers.segments import KeyResolver
 from sessions.allowance import Allowances
 from sessions.errors import GatewayError, fail, stream_not_found
@@ -39,6 +39,7 @@ class StartParams:
     fallbacks: tuple[str, ...] | None
     request: ChatRequest
     policy: MidstreamPolicy = "continue"
+    on_refusal: RefusalPolicy = "error"
 
 
 @dataclass(slots=True, frozen=True)
@@ -142,6 +143,7 @@ class SessionManager:
                 request=params.request,
                 chain=usable,
                 policy=params.policy,
+                on_refusal=params.on_refusal,
                 router=self.router,
                 keys=resolver,
                 log=self._log_factory(sid, user_id, params.client_id),

@@ -21,9 +21,12 @@ from providers.router import (
     AttemptStarted,
     FallbackStarted,
     MidstreamPolicy,
+    ModelSkipped,
+    RefusalPolicy,
     Router,
     RouterDone,
     RouterEvent,
+    SeamReset,
     SegmentEnded,
 )
 from providers.segments import KeyResolver, Segment
@@ -34,7 +37,9 @@ from sessions.events import (
     Error,
     Event,
     Fallback,
+    Seam,
     SegmentUsage,
+    Skipped,
     Started,
     StreamEncoder,
     ToolCallDelta,
@@ -58,7 +63,9 @@ YIELD_EVERY = 16
 
 def failed_event(exc: AllModelsFailed) -> Error:
     """The `error` that ends a stream no model answered; it passes on when the last provider said to retry."""
-    attempts = tuple(Tried(a.model, a.reason) for a in exc.attempts)
+    attempts = tuple(
+        Tried(a.model, a.reason, a.provider, a.segment, a.provider_code, a.provider_message) for a in exc.attempts
+    )
     retry_after = exc.final.retry_after if isinstance(exc.final, RateLimited) else None
     return Error(exc.code, f"every model failed: {exc}", exc.retryable, attempts, retry_after_s=retry_after)
 
@@ -74,6 +81,7 @@ class StreamSession:
         chain: Sequence[ModelSpec],
         policy: MidstreamPolicy,
         router: Router,
+        on_refusal: RefusalPolicy = "error",
         keys: KeyResolver,
         log: EventLog,
         ledger: LedgerSink,
@@ -87,6 +95,7 @@ class StreamSession:
         self.request = request
         self.chain = list(chain)
         self.policy = policy
+        self.on_refusal: RefusalPolicy = on_refusal
         self.log = log
         self.subscribers = 0
         self.record: StreamRecord | None = None
@@ -102,6 +111,8 @@ class StreamSession:
         self._ttft_ms: float | None = None
         self.current_model: ModelSpec = self.chain[0]
         self.encoder = StreamEncoder(stream_id, client_id)
+        self._started = False  # `stream.started` was sent
+        self._skipped: list[Skipped] = []
 
     @property
     def finished(self) -> bool:
@@ -138,7 +149,7 @@ class StreamSession:
         seg_chars = 0
         # Per-token path below: one isinstance chain, one encode, one append.
         log, delta = self.log, self.encoder.delta
-        events = self._router.stream(self.request, self.chain, self._keys, self.policy)
+        events = self._router.stream(self.request, self.chain, self._keys, self.policy, on_refusal=self.on_refusal)
         try:
             async for ev in events:
                 if isinstance(ev, TextDelta):
@@ -162,17 +173,22 @@ class StreamSession:
                 elif isinstance(ev, AttemptStarted):
                     self.current_model = ev.model
                     seg_chars = 0
-                    if ev.segment == 1:
-                        self.emit(Started(ev.model.id, ev.model.provider))
+                    self._announce(ev.model)
                 elif isinstance(ev, FallbackStarted):
                     self.emit(Fallback(ev.from_model, ev.to_model, ev.reason, ev.chars_so_far, ev.mode))
+                elif isinstance(ev, SeamReset):
+                    self.emit(Seam(ev.keep_chars, ev.discard_chars, ev.reason))
+                elif isinstance(ev, ModelSkipped):
+                    self._skipped.append(Skipped(ev.model.id, ev.model.provider, ev.reason))
+                    if ev.announced:
+                        self._announce(ev.model)
                 elif isinstance(ev, SegmentEnded):
                     segments.append(ev.segment)
                     self.emit(SegmentUsage(ev.segment))
                 elif isinstance(ev, RouterDone):
                     status, finish = "done", ev.finish_reason
             if status == "done":
-                self.emit(Done(finish, tuple(segments)))
+                self.emit(self._done(finish, segments))
         except AllModelsFailed as exc:
             error_code = exc.code
             self.emit(failed_event(exc))
@@ -192,8 +208,17 @@ class StreamSession:
         if self.cancel_reason == "budget":
             self.emit(Error("budget_exceeded", "your spend cap was reached"))
             return "budget_exceeded", None, "budget_exceeded"
-        self.emit(Done("cancelled", tuple(segments)))
+        self.emit(self._done("cancelled", segments))
         return "cancelled", "cancelled", None
+
+    def _done(self, finish: str | None, segments: list[Segment]) -> Done:
+        return Done(finish, tuple(segments), tuple(self._skipped))
+
+    def _announce(self, model: ModelSpec) -> None:
+        """`stream.started` names the first model the router turned to, asked or skipped by its circuit."""
+        if not self._started:
+            self._started = True
+            self.emit(Started(model.id, model.provider))
 
     def _tick(self, segments: list[Segment], seg_chars: int) -> bool:
         """Running cost while streaming: settled segments plus an estimate for the live one. True: over budget."""

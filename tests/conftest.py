@@ -12,7 +12,9 @@ import pytest
 
 from gateway.app import create_app
 from gateway.settings import Settings
+from tests.emulators import Emulator
 from tests.support.clients import SSEEvent, collect_sse, iter_sse, user_msg
+from tests.support.fallback import sdk_adapters
 from tests.support.server import serve
 
 REQUIRE_SERVICES = os.environ.get("GATEWAY_REQUIRE_SERVICES") == "1"
@@ -102,6 +104,20 @@ async def live_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 async def live(live_factory: Callable[..., Any]) -> Live:
     result: Live = await live_factory()
     return result
+
+
+@pytest.fixture(scope="module")
+async def emu() -> AsyncIterator[Emulator]:
+    """One emulator for a module's tests (each resets it); a module may define its own."""
+    async with Emulator() as e:
+        yield e
+
+
+@pytest.fixture(scope="module")
+async def adapters(emu: Emulator) -> AsyncIterator[dict[str, Any]]:
+    """The three SDK adapters pointed at the module's emulator."""
+    async with sdk_adapters(emu) as made:
+        yield made
 
 
 def service_unavailable(what: str) -> None:

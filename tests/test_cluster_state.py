@@ -91,8 +91,8 @@ async def test_limiter_degrades_to_local_when_redis_is_gone() -> None:
 
 async def test_breaker_opens_for_every_instance_then_one_probe_closes_it() -> None:
     async with redis_prefix() as (redis, prefix):
-        a = RedisBreaker(redis, prefix, failures=3, window_s=10, cooldown_s=0.3)
-        b = RedisBreaker(redis, prefix, failures=3, window_s=10, cooldown_s=0.3)
+        a = RedisBreaker(redis, prefix, min_requests=3, window_s=10, cooldown_s=0.3)
+        b = RedisBreaker(redis, prefix, min_requests=3, window_s=10, cooldown_s=0.3)
         for brk in (a, b, a):
             assert await brk.acquire("openai", "gpt-5-mini")
             await brk.failure("openai", "gpt-5-mini")
@@ -106,9 +106,37 @@ async def test_breaker_opens_for_every_instance_then_one_probe_closes_it() -> No
         assert await b.acquire("openai", "gpt-5-mini")
 
 
+async def test_shared_breaker_counts_a_failure_rate_from_every_instance() -> None:
+    async with redis_prefix() as (redis, prefix):
+        a = RedisBreaker(redis, prefix, min_requests=10, failure_rate=0.5, window_s=30, cooldown_s=0.3)
+        b = RedisBreaker(redis, prefix, min_requests=10, failure_rate=0.5, window_s=30, cooldown_s=0.3)
+        for i in range(200):  # six failures among 200 outcomes, split over two instances
+            brk = (a, b)[i % 2]
+            assert await brk.acquire("openai", "gpt-5-mini")
+            await (brk.failure if i % 33 == 16 else brk.success)("openai", "gpt-5-mini")
+        for _ in range(50):  # one user's key refused or rate limited: released, counting for nothing
+            assert await a.acquire("openai", "gpt-5-mini")
+            await a.release("openai", "gpt-5-mini")
+        assert await a.acquire("openai", "gpt-5-mini") and await b.acquire("openai", "gpt-5-mini")
+        await redis.delete(f"{prefix}:brk:openai:gpt-5-mini:window")
+        # A provider-wide storm: nine failures are too few to judge, the tenth opens it for every instance.
+        for i in range(9):
+            await (a, b)[i % 2].failure("openai", "gpt-5-mini")
+        assert await b.acquire("openai", "gpt-5-mini")
+        await a.failure("openai", "gpt-5-mini")
+        assert not await a.acquire("openai", "gpt-5-mini") and not await b.acquire("openai", "gpt-5-mini")
+        await asyncio.sleep(0.35)
+        assert await b.acquire("openai", "gpt-5-mini")  # the probe
+        assert not await a.acquire("openai", "gpt-5-mini")
+        await b.success("openai", "gpt-5-mini")
+        assert await a.acquire("openai", "gpt-5-mini")
+        await a.failure("openai", "gpt-5-mini")  # closed with a clean count: one failure opens nothing
+        assert await b.acquire("openai", "gpt-5-mini")
+
+
 async def test_failed_probe_reopens() -> None:
     async with redis_prefix() as (redis, prefix):
-        brk = RedisBreaker(redis, prefix, failures=1, window_s=10, cooldown_s=0.2)
+        brk = RedisBreaker(redis, prefix, min_requests=1, window_s=10, cooldown_s=0.2)
         await brk.failure("gemini", "flash")
         assert not await brk.acquire("gemini", "flash")
         await asyncio.sleep(0.25)
@@ -126,7 +154,7 @@ async def test_without_redis_tickets_work_in_process_and_one_warning_covers_ever
     health = RedisHealth(instance_id="i1", retry_s=1.0, clock=lambda: clock[0])
     tickets = RedisTicketStore(dead, "x", health=health)
     limiter = RedisUserLimiter(dead, "x", max_concurrent=1, starts_per_minute=100, health=health)
-    breaker = RedisBreaker(dead, "x", failures=2, window_s=10, cooldown_s=30, health=health)
+    breaker = RedisBreaker(dead, "x", min_requests=2, window_s=10, cooldown_s=30, health=health)
     try:
         ticket = await tickets.issue(ALICE, 60)  # the first failure; later calls skip Redis for a second
         assert (await tickets.redeem(ticket)).user_id == ALICE.user_id

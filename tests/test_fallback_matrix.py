@@ -10,34 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 import websockets
 
-from providers.anthropic import AnthropicProvider
 from providers.backoff import Backoff
-from providers.base import ChatRequest, Credential, Message
 from providers.breaker import NoBreaker
-from providers.catalog import Catalog, ModelSpec, spec_from_config
+from providers.catalog import ModelSpec, spec_from_config
+from providers.continuation import continue_instruction
 from providers.events import TextDelta, ToolCallDelta
-from providers.gemini import GeminiProvider
-from providers.openai import OpenAIProvider
 from providers.router import FallbackStarted, Router, Segment, SegmentEnded
-from providers.seam import CONTINUE_INSTRUCTION
 from tests.conftest import Live
 from tests.emulators import Emulator, RecordedRequest, Script, ToolCallScript
+from tests.support.fallback import (
+    CATALOG,
+    PAIRS,
+    QUESTION,
+    REQUEST,
+    OperatorKeys,
+    chain_for,
+    requests_for,
+    turns,
+)
 from tests.support.scripted import Outcome, run
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 
-PROVIDERS = ("openai", "anthropic", "gemini")
-FIRST = {"openai": "gpt-5-mini", "anthropic": "claude-sonnet-4-5", "gemini": "gemini-2.5-flash"}
-# A same-provider pair falls back to the provider's other model.
-SECOND_SAME = {"openai": "gpt-5", "anthropic": "claude-opus-4-1", "gemini": "gemini-2.5-pro"}
-
-QUESTION = "Tell me about foxes."
 PARTIAL = ("Foxes", " —", " small", " omnivores")  # multi-byte on purpose
 REST = (" that", " live", " on", " every", " continent.")
 CONTINUATION = (" that", " live", " almost", " everywhere.")
@@ -49,28 +49,6 @@ FAULTS: dict[str, tuple[Script, str]] = {
     "stall": (Script(text=PARTIAL + REST, stall_after=len(PARTIAL)), "stalled"),
     "truncated": (Script(text=PARTIAL, no_finish=True), "truncated"),
 }
-
-
-class OperatorKeys:
-    async def credential(self, provider: str) -> Credential | None:
-        return Credential(f"test-key-{provider}", source="operator")
-
-
-@pytest.fixture(scope="module")
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator() as e:
-        yield e
-
-
-@pytest.fixture(scope="module")
-async def adapters(emu: Emulator) -> AsyncIterator[dict[str, Any]]:
-    made: dict[str, Any] = {
-        "openai": OpenAIProvider(base_url=emu.openai_base_url),
-        "anthropic": AnthropicProvider(base_url=emu.anthropic_base_url),
-        "gemini": GeminiProvider(base_url=emu.gemini_base_url),
-    }
-    yield made
-    await asyncio.gather(*(p.aclose() for p in made.values()))
 
 
 @pytest.fixture
@@ -85,44 +63,13 @@ def router(emu: Emulator, adapters: dict[str, Any]) -> Router:
     )
 
 
-REQUEST = ChatRequest((Message("system", "Be brief."), Message("user", QUESTION)), max_tokens=200)
-CATALOG = Catalog.build()
-
-
-def chain_for(p1: str, p2: str) -> list[ModelSpec]:
-    second = FIRST[p2] if p1 != p2 else SECOND_SAME[p2]
-    return [CATALOG.resolve(FIRST[p1]), CATALOG.resolve(second)]
-
-
-def turns(rec: RecordedRequest) -> list[tuple[str, str]]:
-    """The conversation a recorded request carried, as (role, text) in our vocabulary, system left out."""
-    body = rec.body
-    out: list[tuple[str, str]] = []
-    if rec.provider == "gemini":
-        for c in body["contents"]:
-            role = "assistant" if c["role"] == "model" else "user"
-            out.append((role, "".join(p.get("text", "") for p in c["parts"])))
-        return out
-    for m in body["messages"]:
-        if m["role"] == "system":
-            continue
-        content = m["content"]
-        text = content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
-        out.append((m["role"], text))
-    return out
-
-
-def requests_for(emu: Emulator, model: str) -> list[RecordedRequest]:
-    return [r for r in emu.requests if r.model == model]
-
-
 def assert_continuation(rec: RecordedRequest, spec: ModelSpec, partial: str) -> None:
     got = turns(rec)
     assert got[0] == ("user", QUESTION)
     if spec.supports_prefill:
         assert got[1:] == [("assistant", partial.rstrip())], got
     else:
-        assert got[1:] == [("assistant", partial), ("user", CONTINUE_INSTRUCTION)], got
+        assert got[1:] == [("assistant", partial), ("user", continue_instruction(partial))], got
 
 
 def text_after(out: Outcome, fb: FallbackStarted) -> str:
@@ -131,7 +78,7 @@ def text_after(out: Outcome, fb: FallbackStarted) -> str:
 
 
 @pytest.mark.parametrize("fault", list(FAULTS))
-@pytest.mark.parametrize(("p1", "p2"), [(a, b) for a in PROVIDERS for b in PROVIDERS])
+@pytest.mark.parametrize(("p1", "p2"), PAIRS)
 async def test_fallback_matrix(emu: Emulator, router: Router, p1: str, p2: str, fault: str) -> None:
     first, second = chain_for(p1, p2)
     script, reason = FAULTS[fault]
@@ -174,7 +121,7 @@ async def test_model_marked_as_rejecting_prefill_gets_the_instruction_form(emu: 
     out = await run(router, [first, claude], REQUEST, OperatorKeys())
     assert out.text == "".join(PARTIAL + CONTINUATION)
     (rec,) = requests_for(emu, claude.upstream)
-    assert turns(rec)[-2:] == [("assistant", "".join(PARTIAL)), ("user", CONTINUE_INSTRUCTION)]
+    assert turns(rec)[-2:] == [("assistant", "".join(PARTIAL)), ("user", continue_instruction("".join(PARTIAL)))]
 
 
 async def test_prefill_refused_upstream_is_asked_again_in_instruction_form(emu: Emulator, router: Router) -> None:
@@ -190,7 +137,10 @@ async def test_prefill_refused_upstream_is_asked_again_in_instruction_form(emu: 
     assert out.text == "".join(PARTIAL + CONTINUATION)
     prefill, instruction = requests_for(emu, claude.upstream)
     assert turns(prefill)[-1] == ("assistant", "".join(PARTIAL))
-    assert turns(instruction)[-2:] == [("assistant", "".join(PARTIAL)), ("user", CONTINUE_INSTRUCTION)]
+    assert turns(instruction)[-2:] == [
+        ("assistant", "".join(PARTIAL)),
+        ("user", continue_instruction("".join(PARTIAL))),
+    ]
     segs = [e.segment for e in out.events if isinstance(e, SegmentEnded)]
     assert [s.reason for s in segs] == ["server_error", "prefill_rejected", None]
     assert "claude-sonnet-4-5" in fresh.no_prefill

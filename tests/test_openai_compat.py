@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +13,7 @@ from openai import AsyncOpenAI
 
 from gateway.auth import DEV_USER_ID
 from tests.conftest import Live
+from tests.emulators import Emulator, Script, wire
 
 
 @pytest.fixture
@@ -155,6 +156,47 @@ async def test_errors_reach_the_sdk_as_its_own_exceptions(live: Live, client: As
     with pytest.raises(openai.InternalServerError) as failed_plain:
         await client.chat.completions.create(model="mock", messages=msgs("doomed [[mock tokens=10 fail_after=3]]"))
     assert failed_plain.value.status_code == 502
+
+
+async def test_a_prompt_too_long_or_refused_fails_as_openai_would_say_it(live_factory: Callable[..., Any]) -> None:
+    """The provider's own code and message reach the SDK: in the error body of a failed stream and of a reply."""
+    async with Emulator() as emu:
+        live: Live = await live_factory(
+            openai_base_url=emu.openai_base_url, openai_api_key="sk-operator", gateway_allow_operator_keys=True
+        )
+        emu.default(Script(error_kind="context_length"), model="gpt-5-mini")
+        said = wire.CONTEXT_LENGTH_ERRORS["openai"][1]["error"]["message"]
+        async with AsyncOpenAI(base_url=f"{live.url}/v1", api_key=live.token, max_retries=0) as client:
+            with pytest.raises(openai.BadRequestError) as plain:
+                await client.chat.completions.create(
+                    model="gpt-5-mini", messages=msgs("hi"), extra_body={"fallbacks": []}
+                )
+            assert plain.value.code == "context_length_exceeded" and said in plain.value.message
+            stream = await client.chat.completions.create(
+                model="gpt-5-mini", messages=msgs("hi"), stream=True, extra_body={"fallbacks": []}
+            )
+            with pytest.raises(openai.APIError) as streamed:
+                async for _ in stream:
+                    pass
+            assert isinstance(streamed.value.body, dict) and streamed.value.body["code"] == "context_length_exceeded"
+            assert "gpt-5-mini: context_length_exceeded (context_length_exceeded: " in streamed.value.body["message"]
+
+            emu.default(Script(error_kind="refusal"), model="gpt-5-mini")
+            with pytest.raises(openai.BadRequestError) as refused:
+                await client.chat.completions.create(
+                    model="gpt-5-mini", messages=msgs("hi"), extra_body={"fallbacks": []}
+                )
+            assert refused.value.code == "content_filtered" and "invalid_prompt" in refused.value.message
+            # Asked to, the gateway routes the refusal around: the next model answers.
+            emu.default(Script(text=("Fine.",)), model="gpt-5")
+            reply = await client.chat.completions.create(
+                model="gpt-5-mini", messages=msgs("hi"), extra_body={"fallbacks": ["gpt-5"], "on_refusal": "fallback"}
+            )
+            assert reply.choices[0].message.content == "Fine."
+            assert [(f["from_model"], f["reason"]) for f in extra(reply)["fallbacks"]] == [
+                ("gpt-5-mini", "content_filtered")
+            ]
+            assert extra(reply)["segments"][0]["provider_code"] == "invalid_prompt"
 
 
 async def test_closing_the_stream_stops_generation(live: Live, client: AsyncOpenAI) -> None:

@@ -136,6 +136,7 @@ async def test_emitted_events_match_the_documentation(live: Live) -> None:
         "fallback": "q [[mock tokens=6 fail_after=3 only=mock]]",
         "tool": "q [[mock tool=get_weather]]",
         "failed": "q [[mock fail_after=0 fail=bad_request]]",
+        "rewritten": "q [[mock tokens=8 fail_after=5 only=mock on_continue=rewrite]]",
     }
     async with websockets.connect(f"{live.ws_url}/v1/ws", additional_headers=live.headers()) as ws:
         for cid, prompt in scripts.items():
@@ -145,7 +146,7 @@ async def test_emitted_events_match_the_documentation(live: Live) -> None:
     for name, fields in seen.items():
         assert name in docs, f"event {name!r} is not documented"
         assert fields <= docs[name], f"{name}: undocumented fields {fields - docs[name]}"
-    for name in ("stream.started", "delta", "tool_call.delta", "fallback", "usage", "done", "error"):
+    for name in ("stream.started", "delta", "tool_call.delta", "fallback", "seam", "usage", "done", "error"):
         assert name in seen, f"{name} was not exercised"
         assert docs[name] <= seen[name] | {"attempts", "retry_after_s", "frame"}, (
             f"{name}: documented fields never sent {docs[name] - seen[name]}"

@@ -13,8 +13,9 @@ from providers.backoff import Backoff
 from providers.base import ChatRequest, Message
 from providers.breaker import MemoryBreaker
 from providers.catalog import Catalog
+from providers.continuation import continue_instruction
 from providers.events import TextDelta, ToolCallDelta, Usage
-from providers.mock import MockProvider
+from providers.mock import MockProvider, mock_word
 from providers.router import (
     AttemptStarted,
     FallbackStarted,
@@ -23,7 +24,6 @@ from providers.router import (
     Segment,
     SegmentEnded,
 )
-from providers.seam import CONTINUE_INSTRUCTION
 from tests.support.scripted import Keys, ScriptedProvider, Step, run, spec
 
 REQ = ChatRequest((Message("system", "Be brief."), Message("user", "Tell me about foxes.")))
@@ -194,16 +194,17 @@ async def test_all_fail_names_each_attempt() -> None:
     y = ScriptedProvider("y")
     chain = [spec("x1", "x"), spec("x2", "x"), spec("nope", "missing"), spec("y1", "y")]
     router = make_router(x, y, t=t, backoff=Backoff(max_retries=1))
-    out = await run(router, chain, REQ, keys=Keys(only={"x", "missing"}))
+    # A refusal is routed around only when the request asks for it.
+    out = await run(router, chain, REQ, keys=Keys(only={"x", "missing"}), on_refusal="fallback")
     assert out.error is not None and out.error.code == "all_models_failed" and out.error.retryable
     assert [(a.model, a.reason, a.segment) for a in out.error.attempts] == [
         ("x1", "overloaded", 1),
         ("x1", "overloaded", 2),
-        ("x2", "content_refused", 3),
+        ("x2", "content_filtered", 3),
         ("nope", "unavailable", None),
         ("y1", "no_key", None),
     ]
-    assert str(out.error).startswith("x1: overloaded, x1: overloaded, x2: content_refused")
+    assert str(out.error).startswith("x1: overloaded, x1: overloaded, x2: content_filtered")
 
 
 async def test_truncated_stream_is_a_failure() -> None:
@@ -253,7 +254,7 @@ async def test_midstream_failure_continues_with_instruction_where_prefill_is_not
     assert cont.messages == (
         *REQ.messages,
         Message("assistant", "The quick brown"),
-        Message("user", CONTINUE_INSTRUCTION),
+        Message("user", continue_instruction("The quick brown")),
     )
     assert segments(out)[1].form == "instruction"
 
@@ -267,7 +268,10 @@ async def test_prefill_rejected_retries_the_same_model_in_instruction_form() -> 
     assert out.text == "Foxes are small canids."
     first, second = p.requests("b")
     assert first.messages[-1] == Message("assistant", "Foxes are small")
-    assert second.messages[-2:] == (Message("assistant", "Foxes are small"), Message("user", CONTINUE_INSTRUCTION))
+    assert second.messages[-2:] == (
+        Message("assistant", "Foxes are small"),
+        Message("user", continue_instruction("Foxes are small")),
+    )
     assert [(s.model, s.reason, s.form) for s in segments(out)] == [
         ("a", "overloaded", "original"),
         ("b", "prefill_rejected", "prefill"),
@@ -279,7 +283,7 @@ async def test_prefill_rejected_retries_the_same_model_in_instruction_form() -> 
     assert "b" in router.no_prefill
     p.script("a", Step(text=("Again",), fail=errors.Overloaded()))
     await run(router, [spec("a"), spec("b", prefill=True)], REQ)
-    assert p.requests("b")[-1].messages[-1] == Message("user", CONTINUE_INSTRUCTION)
+    assert p.requests("b")[-1].messages[-1] == Message("user", continue_instruction("Again"))
 
 
 async def test_a_plain_400_on_a_prefill_also_gets_the_instruction_form() -> None:
@@ -373,7 +377,7 @@ async def test_error_policy_ends_the_stream() -> None:
     assert p.requests("b") == []
     # Before any output the policy does not apply: the chain still helps.
     p.script("a", Step(text=(), fail=errors.ContentRefused()))
-    out = await run(make_router(p), [spec("a"), spec("b")], REQ, policy="error")
+    out = await run(make_router(p), [spec("a"), spec("b")], REQ, policy="error", on_refusal="fallback")
     assert out.error is None and out.text == "Hello world"
 
 
@@ -469,7 +473,7 @@ async def test_cancelling_the_stream_closes_upstream_and_bills_the_partial() -> 
 
 async def test_breaker_opens_skips_and_recovers() -> None:
     t = FakeTime()
-    breaker = MemoryBreaker(failures=2, window_s=60, cooldown_s=30, clock=t.clock)
+    breaker = MemoryBreaker(min_requests=2, window_s=60, cooldown_s=30, clock=t.clock)
     p = ScriptedProvider("p1")
     router = make_router(p, t=t, breaker=breaker, backoff=Backoff(max_retries=0))
     chain = [spec("a"), spec("b")]
@@ -492,7 +496,7 @@ async def test_breaker_opens_skips_and_recovers() -> None:
 
 async def test_breaker_skip_is_named_when_everything_fails() -> None:
     t = FakeTime()
-    breaker = MemoryBreaker(failures=1, window_s=60, cooldown_s=30, clock=t.clock)
+    breaker = MemoryBreaker(min_requests=1, window_s=60, cooldown_s=30, clock=t.clock)
     p = ScriptedProvider("p1")
     p.script("a", Step(text=(), fail=errors.ServerError()))
     router = make_router(p, t=t, breaker=breaker, backoff=Backoff(max_retries=0))
@@ -502,16 +506,20 @@ async def test_breaker_skip_is_named_when_everything_fails() -> None:
     assert [(a.model, a.reason, a.segment) for a in out.error.attempts] == [("a", "circuit_open", None)]
 
 
-async def test_user_key_rate_limits_do_not_open_the_circuit_for_everyone() -> None:
+async def test_rate_limits_and_refused_keys_never_open_the_circuit_for_everyone() -> None:
     t = FakeTime()
-    breaker = MemoryBreaker(failures=1, window_s=60, cooldown_s=30, clock=t.clock)
-    p = ScriptedProvider("p1")
-    router = make_router(p, t=t, breaker=breaker, backoff=Backoff(max_retries=0))
-    p.script("a", Step(text=(), fail=errors.RateLimited()))
-    await run(router, [spec("a"), spec("b")], REQ, keys=Keys(source="user"))
-    assert breaker.state("p1", "a") == "closed"
-    p.script("a", Step(text=(), fail=errors.RateLimited()))
-    await run(router, [spec("a"), spec("b")], REQ, keys=Keys(source="operator"))
+    breaker = MemoryBreaker(min_requests=1, window_s=60, cooldown_s=30, clock=t.clock)
+    p, q = ScriptedProvider("p1"), ScriptedProvider("p2")
+    router = make_router(p, q, t=t, breaker=breaker, backoff=Backoff(max_retries=0))
+    # One credential's failures, whoever's key it is (a user's own or the operator's).
+    for source in ("user", "operator"):
+        for failure in (errors.RateLimited(), errors.AuthFailed()):
+            p.script("a", Step(text=(), fail=failure))
+            out = await run(router, [spec("a"), spec("b", "p2")], REQ, keys=Keys(source=source))
+            assert out.text == "Hello world"
+            assert breaker.state("p1", "a") == "closed"
+    p.script("a", Step(text=(), fail=errors.Overloaded()))  # a provider-wide fault does count
+    await run(router, [spec("a"), spec("b", "p2")], REQ)
     assert breaker.state("p1", "a") == "open"
 
 
@@ -535,9 +543,30 @@ async def test_mock_fallback_reads_as_one_answer() -> None:
     assert (fb.from_model, fb.to_model, fb.mode) == ("mock", "mock-backup", "continue")
 
 
+@pytest.mark.parametrize("fail_after", [45, 60, 150])
+async def test_mock_fallback_after_a_long_partial_still_reads_as_one_answer(fail_after: int) -> None:
+    """The mock's words never repeat a run right after itself, so the seam never takes its continuation for a
+    repeat of the partial answer (a periodic word list did, once the partial was longer than its period)."""
+    cat = Catalog.build()
+    router = Router({"mock": MockProvider()})
+    req = ChatRequest((Message("user", f"hello [[mock tokens=200 fail_after={fail_after} only=mock]]"),))
+    out = await run(router, [cat.resolve("mock"), cat.resolve("mock-backup")], req)
+    plain = await run(
+        router, [cat.resolve("mock-backup")], ChatRequest((Message("user", "hello [[mock tokens=200]]"),))
+    )
+    assert out.text == plain.text and len(out.text.split(" ")) == 200
+
+
+def test_mock_words_never_repeat_a_run_right_after_itself() -> None:
+    for seed in range(5):
+        words = [mock_word(seed, i) for i in range(600)]
+        for k in range(1, 150):
+            assert not any(words[i : i + k] == words[i + k : i + 2 * k] for i in range(len(words) - 2 * k)), (seed, k)
+
+
 async def test_closing_the_stream_between_events_releases_a_half_open_probe() -> None:
     t = FakeTime()
-    breaker = MemoryBreaker(failures=1, window_s=60, cooldown_s=30, clock=t.clock)
+    breaker = MemoryBreaker(min_requests=1, window_s=60, cooldown_s=30, clock=t.clock)
     p = ScriptedProvider("p1")
     p.script("a", Step(text=(), fail=errors.ServerError()))
     router = make_router(p, t=t, breaker=breaker, backoff=Backoff(max_retries=0))
@@ -548,3 +577,29 @@ async def test_closing_the_stream_between_events_releases_a_half_open_probe() ->
     assert isinstance(first, AttemptStarted)
     await gen.aclose()  # ...and the consumer goes away before using it
     assert await breaker.acquire("p1", "a")  # the next stream may probe
+
+
+async def test_cancelling_while_the_seam_holds_text_closes_the_upstream_and_bills_it() -> None:
+    p = ScriptedProvider("p1")
+    p.script("a", Step(text=("Foxes hunt at dusk.", " They live in dens"), fail=errors.ServerError()))
+    # " They" may be the last sentence again: held, while the upstream pauses before its next token.
+    p.script("b", Step(text=(" They", " dig", " burrows."), delay=0.4))
+    router = make_router(p, first_token_timeout_s=5, inter_token_timeout_s=5)
+    got: list[Any] = []
+
+    async def consume() -> None:
+        async for ev in router.stream(REQ, [spec("a"), spec("b")], Keys()):
+            got.append(ev)
+
+    task = asyncio.create_task(consume())
+    async with asyncio.timeout(5):
+        while len(p.seen) < 2:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)  # " They" arrived at 0.4 s and is held; the next token is due at 0.8 s
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert p.seen[1].closed  # the upstream read that was waiting was cancelled and the stream closed
+    ended = [e.segment for e in got if isinstance(e, SegmentEnded)]
+    assert [(s.model, s.status) for s in ended] == [("a", "failed"), ("b", "cancelled")]
+    assert asyncio.current_task().cancelling() == 0  # type: ignore[union-attr]

@@ -61,7 +61,16 @@ async def test_error_policy_ends_with_midstream_failed(live: Live) -> None:
     )
     err = frames[-1]
     assert err["type"] == "error" and err["code"] == "midstream_failed" and err["retryable"] is True
-    assert err["attempts"] == [{"model": "mock", "reason": "server_error"}]
+    assert err["attempts"] == [
+        {
+            "model": "mock",
+            "provider": "mock",
+            "reason": "server_error",
+            "segment": 1,
+            "provider_code": None,  # the mock's fault is its own, not an upstream's answer
+            "provider_message": None,
+        }
+    ]
     assert not [f for f in frames if f["type"] == "fallback"]
 
 
@@ -81,3 +90,49 @@ async def test_when_every_model_fails_the_error_names_each_attempt(live: Live) -
     # Each model was retried before the chain moved on; every attempt is listed.
     assert reasons == [("mock", "overloaded")] * 3 + [("mock-backup", "overloaded")] * 3
     assert len([f for f in frames if f["type"] == "usage"]) == 6
+
+
+def applied(frames: list[dict[str, Any]]) -> str:
+    """The text a client holds after applying every frame: a `seam` keeps the first `keep_chars` characters."""
+    held = ""
+    for f in frames:
+        if f["type"] == "delta":
+            held += f["text"]
+        elif f["type"] == "seam":
+            assert len(held) == f["keep_chars"] + f["discard_chars"]
+            held = held[: f["keep_chars"]]
+    return held
+
+
+async def test_a_continuation_that_starts_over_is_cut_silently(live: Live) -> None:
+    frames = await stream(
+        live, {"messages": user_msg("q [[mock tokens=10 fail_after=4 only=mock on_continue=repeat]]")}
+    )
+    whole = await stream(live, {"model": "mock-backup", "messages": user_msg("q [[mock tokens=10]]")})
+    assert frames[-1]["type"] == "done" and text(frames) == text(whole)  # the repeat never reached the client
+    assert not [f for f in frames if f["type"] == "seam"]
+
+
+async def test_a_continuation_that_rewrites_the_answer_tells_the_client_what_to_drop(live: Live) -> None:
+    frames = await stream(
+        live, {"messages": user_msg("q [[mock tokens=10 fail_after=6 only=mock on_continue=rewrite]]")}
+    )
+    (fb,) = [f for f in frames if f["type"] == "fallback"]
+    (seam,) = [f for f in frames if f["type"] == "seam"]
+    assert frames.index(fb) < frames.index(seam)
+    held = text(frames[: frames.index(seam)])
+    assert seam["reason"] == "continuation_restarted"
+    assert seam["keep_chars"] + seam["discard_chars"] == len(held) and held[seam["keep_chars"] :].count(" ") == 1
+    answer = applied(frames)
+    assert len(answer.split(" ")) == 10 and answer.startswith(held[: seam["keep_chars"]])
+    done = frames[-1]
+    assert done["type"] == "done" and [s["status"] for s in done["segments"]] == ["failed", "ok"]
+
+
+async def test_retries_follow_the_setting(live_factory: Callable[..., Any]) -> None:
+    live: Live = await live_factory(gateway_retries=1)
+    frames = await stream(live, {"messages": user_msg("q [[mock fail_after=0 fail=overloaded]]")})
+    err = frames[-1]
+    assert [(a["model"], a["reason"]) for a in err["attempts"]] == [("mock", "overloaded")] * 2 + [
+        ("mock-backup", "overloaded")
+    ] * 2

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from providers.base import ChatRequest, Message
-from providers.seam import CONTINUE_INSTRUCTION, LOOKAHEAD_CHARS, SeamTrimmer, continuation_request
+from providers.continuation import continuation_request, continue_instruction
+from providers.seam import MARGIN, SeamAligner
 from providers.watchdog import Watchdog, monotonic
 
 REQ = ChatRequest((Message("user", "Q"),), max_tokens=50, temperature=0.2, stop=("END",))
@@ -25,7 +26,7 @@ def test_instruction_form_keeps_the_partial_verbatim() -> None:
     assert r.messages == (
         Message("user", "Q"),
         Message("assistant", "Foxes are "),
-        Message("user", CONTINUE_INSTRUCTION),
+        Message("user", continue_instruction("Foxes are ")),
     )
 
 
@@ -38,7 +39,7 @@ def test_a_callers_own_prefill_is_extended_not_duplicated() -> None:
 
 
 def feed_all(partial: str, pieces: list[str]) -> tuple[str, list[str]]:
-    t = SeamTrimmer(partial)
+    t = SeamAligner(partial)
     out: list[str] = []
     for p in pieces:
         if t.done:
@@ -73,18 +74,18 @@ def test_trimming(partial: str, pieces: list[str], whole: str) -> None:
 
 
 def test_a_clear_continuation_is_released_at_once() -> None:
-    t = SeamTrimmer("The quick brown")
+    t = SeamAligner("The quick brown")
     assert t.feed(" fox") == " fox" and t.done
 
 
 def test_holding_back_is_bounded() -> None:
     tail = "word " * 60
-    t = SeamTrimmer(tail)
+    t = SeamAligner(tail)
     held = 0
     while not t.done:
         assert t.feed("word ") == "" or t.done
         held += 5
-    assert held <= LOOKAHEAD_CHARS + 10  # the lookahead, plus the whitespace that settles the seam
+    assert held <= len(tail) + MARGIN + 5  # never more than the partial, a margin, and the piece that decided
 
 
 class CountingLoop:

@@ -146,7 +146,13 @@ async def test_a_stream_and_its_segments_round_trip(backend: Backend) -> None:
     )
     assert first.estimated is True and first.ttft_ms is None
     assert first.cost_usd == Decimal("0.000012345678901234")
+    # What the provider itself said about the failure is kept with the attempt.
+    assert (first.provider_code, first.provider_message) == (
+        "server_error",
+        "The server had an error while processing your request.",
+    )
     assert (second.segment, second.status, second.reason, second.estimated) == (2, "ok", None, False)
+    assert (second.provider_code, second.provider_message) == (None, None)
     assert (second.input_tokens, second.output_tokens, second.cached_input_tokens, second.reasoning_tokens) == (
         1300,
         260,

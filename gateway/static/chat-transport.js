@@ -4,7 +4,7 @@
 "use strict";
 
 const ChatTransport = (() => {
-  const STREAM_EVENTS = ["stream.started", "delta", "tool_call.delta", "fallback", "usage", "done", "error", "server.draining"];
+  const STREAM_EVENTS = ["stream.started", "delta", "tool_call.delta", "fallback", "seam", "usage", "done", "error", "server.draining"];
   const MAX_RETRIES = 8;
   const AUTH_CODES = GatewayAuth.REFUSED;
 

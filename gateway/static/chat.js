@@ -192,6 +192,24 @@
     }
   }
 
+  // The model that took over rewrote the answer: strike through the last `n` characters shown (code points, as
+  // the server counts them), across the text nodes between fallback marks, and keep the rest.
+  function dropTail(a, n) {
+    const nodes = [];
+    const walker = document.createTreeWalker(a.textEl, NodeFilter.SHOW_TEXT);
+    for (let t = walker.nextNode(); t; t = walker.nextNode()) {
+      if (!t.parentElement.closest(".fallback-mark, del, .tool-call")) nodes.push(t);
+    }
+    for (let i = nodes.length - 1; i >= 0 && n > 0; i--) {
+      const cps = Array.from(nodes[i].data);
+      const cut = Math.min(n, cps.length);
+      const del = el("del", { class: "seam-dropped" }, cps.slice(cps.length - cut).join(""));
+      nodes[i].data = cps.slice(0, cps.length - cut).join("");
+      nodes[i].after(del);
+      n -= cut;
+    }
+  }
+
   // One event of the stream, from whichever transport; events already seen (by seq) are ignored.
   function apply(a, ev) {
     if (a.finished || typeof ev.seq !== "number" || ev.seq <= a.lastSeq) return;
@@ -215,7 +233,11 @@
         const restart = ev.mode === "restart";
         const mark = el(
           "span",
-          { class: "fallback-mark", title: ev.from_model + " failed (" + ev.reason + "); " + ev.to_model + (restart ? " starts over" : " continues") },
+          {
+            class: "fallback-mark",
+            title: ev.from_model + (ev.reason === "circuit_open" ? " skipped (its circuit is open); " : " failed (" + ev.reason + "); ") +
+              ev.to_model + (restart ? " starts over" : " continues"),
+          },
           "↪ " + ev.to_model + (restart ? " (restarted)" : "")
         );
         if (restart) {
@@ -229,6 +251,14 @@
         a.node = document.createTextNode("");
         a.textEl.append(mark, a.node);
         a.box.dataset.fallbacks = String(Number(a.box.dataset.fallbacks || 0) + 1);
+        break;
+      }
+      case "seam": {
+        dropTail(a, ev.discard_chars);
+        a.text = Array.from(a.text).slice(0, ev.keep_chars).join("");
+        const mark = el("span", { class: "fallback-mark seam-mark", title: "the next model rewrote the answer from here" }, "↺");
+        a.node = document.createTextNode("");
+        a.textEl.append(mark, a.node);
         break;
       }
       case "usage":

@@ -153,6 +153,8 @@ class SegmentRow:
     estimated: bool
     ttft_ms: float | None
     duration_ms: float
+    provider_code: str | None = None  # what the provider said about a failed attempt
+    provider_message: str | None = None
 
     def as_segment(self) -> Segment:
         """The segment this row recorded (what the store keeps of it), for the one segment encoding."""

@@ -117,6 +117,8 @@ def streams(items: list[Mapping[str, Any]]) -> list[StreamRow]:
                         estimated=bool(g["estimated"]),
                         ttft_ms=_float_or_none(g.get("ttft_ms")),
                         duration_ms=float(g["duration_ms"]),
+                        provider_code=g.get("provider_code"),
+                        provider_message=g.get("provider_message"),
                     )
                     for g in x.get("segments") or []
                 ],

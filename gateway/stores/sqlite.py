@@ -32,7 +32,7 @@ from gateway.stores.base import (
 )
 from sessions.records import StreamRecord
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Version 1 (the first release) had stream_usage and stream_segments without a start time on segments.
 SCHEMA_V1 = """
@@ -107,7 +107,8 @@ STREAM_COLS = (
 )
 SEGMENT_COLS = (
     "stream_id, segment, user_id, provider, model, status, reason, input_tokens, output_tokens, "
-    "cached_input_tokens, reasoning_tokens, cost_usd, estimated, ttft_ms, duration_ms, started_at"
+    "cached_input_tokens, reasoning_tokens, cost_usd, estimated, ttft_ms, duration_ms, started_at, provider_code, "
+    "provider_message"
 )
 
 
@@ -173,6 +174,10 @@ class SQLiteStore:
         if "started_at" not in columns:
             await db.execute("alter table stream_segments add column started_at text")
         await db.executescript(SCHEMA_V2)
+        # Version 3: what the provider itself said about a failed attempt.
+        for column in ("provider_code", "provider_message"):
+            if column not in columns:
+                await db.execute(f"alter table stream_segments add column {column} text")
         await db.execute(f"pragma user_version = {SCHEMA_VERSION}")
         await db.commit()
 
@@ -244,7 +249,7 @@ class SQLiteStore:
                 )
                 new += cur.rowcount
             await db.executemany(
-                f"insert or ignore into stream_segments ({SEGMENT_COLS}) values ({','.join('?' * 16)})",
+                f"insert or ignore into stream_segments ({SEGMENT_COLS}) values ({','.join('?' * 18)})",
                 [
                     (
                         r.stream_id,
@@ -263,6 +268,8 @@ class SQLiteStore:
                         s.ttft_ms,
                         s.duration_ms,
                         _ts(r.started_at),
+                        s.provider_code,
+                        s.provider_message,
                     )
                     for r in records
                     for s in r.segments
@@ -346,7 +353,8 @@ class SQLiteStore:
         ids = [r[0] for r in rows]
         segs = await self._fetch(
             "select stream_id, segment, provider, model, status, reason, input_tokens, output_tokens, "
-            "cached_input_tokens, reasoning_tokens, cost_usd, estimated, ttft_ms, duration_ms from stream_segments "
+            "cached_input_tokens, reasoning_tokens, cost_usd, estimated, ttft_ms, duration_ms, provider_code, "
+            "provider_message from stream_segments "
             f"where stream_id in ({','.join('?' * len(ids))}) order by stream_id, segment",
             ids,
         )
@@ -354,7 +362,9 @@ class SQLiteStore:
         for s in segs:
             by_stream[s[0]].append(
                 SegmentRow(
-                    s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], Decimal(s[10]), bool(s[11]), s[12], s[13]
+                    *(s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], Decimal(s[10]), bool(s[11]), s[12], s[13]),
+                    provider_code=s[14],
+                    provider_message=s[15],
                 )
             )
         return [

@@ -114,6 +114,49 @@ async def test_chat_page_streams_an_answer_shows_fallback_and_cost_and_stops(
     assert csp == []
 
 
+async def applied(live: Live, prompt: str) -> str:
+    """The answer a client holds after applying every event of a stream (a `seam` drops the end of its text)."""
+    async with httpx.AsyncClient(timeout=20) as c:
+        events = await collect_sse(
+            c,
+            "POST",
+            f"{live.url}/v1/chat/stream",
+            headers=live.headers(),
+            json={"model": "mock", "messages": user_msg(prompt)},
+        )
+    text = ""
+    for e in events:
+        if e.data["type"] == "delta":
+            text += e.data["text"]
+        elif e.data["type"] == "seam":
+            assert len(text) == e.data["keep_chars"] + e.data["discard_chars"]
+            text = text[: e.data["keep_chars"]]
+    return text
+
+
+async def test_chat_page_applies_a_seam_when_the_next_model_rewrites_the_answer(
+    new_page: Any, live_factory: Any
+) -> None:
+    live: Live = await live_factory()
+    page = await new_page(f"{live.url}/", [])
+    await page.locator("#model option[value=mock]").wait_for(state="attached")
+    prompt = "Tell me more [[mock tokens=14 delay_ms=10 fail_after=7 only=mock on_continue=rewrite]]"
+    answer = await send(page, prompt)
+    await expect(answer).to_have_attribute("data-state", "done")
+    dropped = await answer.locator("del.seam-dropped").all_text_contents()
+    shown = await answer_text(answer)
+    for part in dropped:  # struck through, and not part of the answer
+        shown = shown.replace(part, "", 1)
+    expected = await applied(live, prompt)
+    assert shown == expected and len(expected.split()) == 14
+    # The first model wrote seven words; the next one started over and went its own way after the sixth: the
+    # seventh is struck through, and the answer goes on from the sixth.
+    original = (await reference(live, "Tell me more", 14)).split(" ")
+    assert "".join(dropped) == " " + original[6]
+    assert expected.split(" ")[:6] == original[:6] and expected.split(" ")[6] != original[6]
+    await expect(answer.locator(".seam-mark")).to_have_count(1)
+
+
 async def test_chat_page_shows_a_tool_call_and_the_conversation_goes_on(new_page: Any, live_factory: Any) -> None:
     live: Live = await live_factory()
     csp: list[str] = []

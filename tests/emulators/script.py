@@ -7,6 +7,10 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Finish = Literal["stop", "length", "tool_calls", "content_filter"]
+# Failures each API reports in its own way (the exact bodies are in `wire.py`).
+ErrorKind = Literal["context_length", "refusal"]
+# Which part of the partial answer the request carried a continuation repeats before its own text.
+Echo = Literal["whole", "middle", "last_sentence"]
 
 _WORD = re.compile(r"\s*\S+|\s+")
 
@@ -37,6 +41,12 @@ class Script:
 
     A request that demands structure (a schema, JSON mode, a forced tool call) is answered with it: see
     `answers.shape`. A request the real API would refuse gets its 400 whatever the script says.
+    ``error_kind`` answers as the API answers that failure: ``context_length`` (a 400 with each API's own code and
+    wording) or ``refusal`` (OpenAI's 400 ``invalid_prompt``, Anthropic's ``refusal`` stop, Gemini's blocked prompt).
+
+    ``echo`` scripts how a continuation misbehaves: the response first repeats part of the partial answer the request
+    carried (its last assistant turn, prefill or instruction form alike), then sends ``text``. ``echo_loose`` repeats
+    it with the case, dashes and spacing changed the way a model retyping it might.
     """
 
     text: str | tuple[str, ...] = ("Hello", " world", "!")
@@ -62,6 +72,9 @@ class Script:
     delay: float = 0.0  # seconds before each token
     first_delay: float = 0.0  # seconds before the response headers
     byte_split: int | None = None  # write every event in HTTP chunks of at most this many bytes
+    error_kind: ErrorKind | None = None
+    echo: Echo | None = None
+    echo_loose: bool = False
 
     def pieces(self) -> tuple[str, ...]:
         return split_words(self.text) if isinstance(self.text, str) else tuple(self.text)
@@ -108,3 +121,32 @@ class RecordedRequest:
     disconnected_at: float | None = None
     tokens_sent: int = 0
     events: list[bytes] = field(default_factory=list)  # the exact bytes of each event written
+
+
+def partial_answer(provider: str, body: Any) -> str:
+    """The partial answer a continuation request carries: the text of its last assistant turn."""
+    if not isinstance(body, dict):
+        return ""
+    if provider == "gemini":
+        turns = [c for c in body.get("contents", []) if c.get("role") == "model"]
+        return "".join(p.get("text", "") for p in turns[-1]["parts"]) if turns else ""
+    turns = [m for m in body.get("messages", []) if m.get("role") == "assistant"]
+    if not turns:
+        return ""
+    content = turns[-1].get("content") or ""
+    return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+
+
+def echo_of(partial: str, echo: Echo, loose: bool) -> str:
+    """The part of `partial` a misbehaving continuation repeats, as it would retype it."""
+    words = split_words(partial)
+    if echo == "middle":
+        part = "".join(words[len(words) // 2 :]).lstrip()
+    elif echo == "last_sentence":
+        cut = max(partial.rstrip().rfind(s) for s in (". ", "! ", "? ", "\n"))
+        part = partial[cut + 1 :].lstrip() if cut >= 0 else partial
+    else:
+        part = partial
+    if loose and part:
+        part = part[0].swapcase() + part[1:].replace(" —", ",").replace(" ", "  ", 1)
+    return part

@@ -11,13 +11,14 @@ import contextlib
 import json
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import unquote
 
 from tests.emulators import wire
 from tests.emulators.answers import shape
 from tests.emulators.refusals import refusal
-from tests.emulators.script import RecordedRequest, Script
+from tests.emulators.script import RecordedRequest, Script, echo_of, partial_answer, split_words
 
 _REASONS = {
     200: "OK",
@@ -85,7 +86,9 @@ class Emulator:
 
     Scripting (the adapter never knows): ``emu.script(Script(...), model="gpt-5-mini")`` queues behaviours that the
     next matching requests consume in order (a model-specific queue first, then the shared one);
-    ``emu.default(Script(...))`` sets what unscripted requests get. Everything received is in `requests`.
+    ``emu.default(Script(...))`` sets what unscripted requests get. ``emu.default(Script(...), key="sk-a")`` answers
+    every request made with that API key so, before anything else (one user's key being rate limited or refused).
+    Everything received is in `requests`.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -95,6 +98,7 @@ class Emulator:
         self._queue: deque[Script] = deque()
         self._model_queues: dict[str, deque[Script]] = {}
         self._defaults: dict[str | None, Script] = {}
+        self._key_defaults: dict[str, Script] = {}
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
         self._connections = 0
@@ -105,8 +109,13 @@ class Emulator:
         queue = self._queue if model is None else self._model_queues.setdefault(model, deque())
         queue.extend(scripts)
 
-    def default(self, script: Script | None, model: str | None = None) -> None:
-        if script is None:
+    def default(self, script: Script | None, model: str | None = None, *, key: str | None = None) -> None:
+        if key is not None:
+            if script is None:
+                self._key_defaults.pop(key, None)
+            else:
+                self._key_defaults[key] = script
+        elif script is None:
             self._defaults.pop(model, None)
         else:
             self._defaults[model] = script
@@ -115,9 +124,12 @@ class Emulator:
         self._queue.clear()
         self._model_queues.clear()
         self._defaults.clear()
+        self._key_defaults.clear()
         self.requests.clear()
 
-    def _next_script(self, model: str | None) -> Script:
+    def _next_script(self, model: str | None, key: str | None = None) -> Script:
+        if key is not None and key in self._key_defaults:
+            return self._key_defaults[key]
         if model is not None and self._model_queues.get(model):
             return self._model_queues[model].popleft()
         if self._queue:
@@ -269,7 +281,7 @@ class Emulator:
         if provider == "unknown":
             await self._plain(conn, 404, {"error": {"message": f"no such path {path}"}})
             return True
-        script = self._next_script(model)
+        script = self._next_script(model, key)
         refused = refusal(provider, body, model)
         if refused is not None:
             rec.script, rec.rejected = script, refused[0]
@@ -345,21 +357,35 @@ class Emulator:
 
     async def _respond(self, conn: _Conn, rec: RecordedRequest, script: Script) -> bool:
         if script.first_delay:
-            await asyncio.sleep(script.first_delay)
+            # Silence before the headers; a client that gives up meanwhile is noticed at once.
+            watcher = asyncio.create_task(self._watch(conn, rec))
+            try:
+                await asyncio.wait({watcher}, timeout=script.first_delay)
+            finally:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            if rec.disconnected:
+                return False
+        script = self._resolve(rec, script)
         if script.status is not None and script.status != 200:
             message = script.error_message or _default_message(script.status, str(script.status))
             body = _ERROR_BODIES[rec.provider](script.status, message)
-            extra = {}
-            if script.retry_after is not None:
-                extra["retry-after"] = f"{script.retry_after:g}"
-            await self._plain(conn, script.status, body, extra)
-            rec.completed = True
-            self._notify()
-            return True
+            return await self._error_reply(conn, rec, script, script.status, body)
+        if script.error_kind == "context_length" or (script.error_kind == "refusal" and rec.provider == "openai"):
+            status, body = (
+                wire.CONTEXT_LENGTH_ERRORS[rec.provider]
+                if script.error_kind == "context_length"
+                else wire.OPENAI_REFUSAL
+            )
+            return await self._error_reply(conn, rec, script, status, body)
 
         fault_at = next((n for n in (script.error_after, script.drop_after, script.stall_after) if n is not None), None)
         complete = not script.no_finish and fault_at is None
-        events = _RENDERERS[rec.provider](script, rec.model or "", rec.body, complete)
+        if script.error_kind == "refusal" and rec.provider == "gemini":
+            events = wire.gemini_blocked(script, rec.model or "")
+        else:
+            events = _RENDERERS[rec.provider](script, rec.model or "", rec.body, complete)
         head = [
             "HTTP/1.1 200 OK",
             "content-type: text/event-stream; charset=utf-8",
@@ -381,6 +407,26 @@ class Emulator:
                 await watcher
         self._notify()
         return ended
+
+    def _resolve(self, rec: RecordedRequest, script: Script) -> Script:
+        """The script with what depends on the request filled in: an echoed partial answer, a refusal stop."""
+        if script.echo is not None:
+            echoed = echo_of(partial_answer(rec.provider, rec.body), script.echo, script.echo_loose)
+            script = replace(script, text=(*split_words(echoed), *script.pieces()))
+        if script.error_kind == "refusal" and rec.provider == "anthropic":
+            script = replace(script, text=(), finish="content_filter")
+        return script
+
+    async def _error_reply(
+        self, conn: _Conn, rec: RecordedRequest, script: Script, status: int, body: dict[str, Any]
+    ) -> bool:
+        extra = {}
+        if script.retry_after is not None:
+            extra["retry-after"] = f"{script.retry_after:g}"
+        await self._plain(conn, status, body, extra)
+        rec.completed = True
+        self._notify()
+        return True
 
     async def _stream_events(
         self, conn: _Conn, rec: RecordedRequest, script: Script, events: list[wire.Event], fault_at: int | None

@@ -313,3 +313,66 @@ def gemini_error_body(status: int, message: str) -> dict[str, Any]:
 def gemini_error_event(status: int, message: str) -> bytes:
     # "error" must be the first key, or the SDK takes the chunk for an empty response.
     return f"data: {dumps(gemini_error_body(status, message))}\r\n\r\n".encode()
+
+
+# -- failures each API reports its own way ----------------------------------------------------------------------
+
+# (status, body) as each API answers a prompt over the model's context window.
+CONTEXT_LENGTH_ERRORS: dict[str, tuple[int, dict[str, Any]]] = {
+    "openai": (
+        400,
+        {
+            "error": {
+                "message": "This model's maximum context length is 128000 tokens. However, your messages resulted in "
+                "131072 tokens. Please reduce the length of the messages.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        },
+    ),
+    "anthropic": (
+        400,
+        {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": "prompt is too long: 208310 tokens > 200000 maximum"},
+            "request_id": REQUEST_ID,
+        },
+    ),
+    "gemini": (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "The input token count (1200293) exceeds the maximum number of tokens allowed (1048576).",
+                "status": "INVALID_ARGUMENT",
+            }
+        },
+    ),
+}
+
+# OpenAI refuses a flagged prompt with a 400; Anthropic and Gemini answer 200 and say so in the stream.
+OPENAI_REFUSAL: tuple[int, dict[str, Any]] = (
+    400,
+    {
+        "error": {
+            "message": "Invalid prompt: your prompt was flagged as potentially violating our usage policy. Please try "
+            "again with a different prompt: https://platform.openai.com/docs/guides/reasoning#advice-on-prompting",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_prompt",
+        }
+    },
+)
+GEMINI_BLOCK_REASON = "PROHIBITED_CONTENT"
+
+
+def gemini_blocked(script: Script, model: str) -> list[Event]:
+    """A prompt the safety filter blocked: one chunk with `promptFeedback` and no candidates."""
+    body = {
+        "promptFeedback": {"blockReason": GEMINI_BLOCK_REASON},
+        "usageMetadata": {"promptTokenCount": script.input_tokens, "totalTokenCount": script.input_tokens},
+        "modelVersion": model,
+        "responseId": GEMINI_ID,
+    }
+    return [(False, f"data: {dumps(body)}\r\n\r\n".encode())]

@@ -43,6 +43,8 @@ def record(
                 chars=out * 4,
                 ttft_ms=None if failed else 12.5 + n,
                 duration_ms=100.0 * n,
+                provider_code="server_error" if failed else None,
+                provider_message="The server had an error while processing your request." if failed else None,
             )
         )
     return StreamRecord(

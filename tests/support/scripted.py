@@ -12,7 +12,7 @@ from providers import errors
 from providers.base import ChatRequest, Credential
 from providers.catalog import ModelSpec
 from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
-from providers.router import AllModelsFailed, Router, RouterEvent
+from providers.router import AllModelsFailed, Router, RouterEvent, SeamReset
 
 
 @dataclass
@@ -111,21 +111,31 @@ class Outcome:
 
 
 async def run(
-    router: Router, chain: Sequence[ModelSpec], request: ChatRequest, keys: Any = None, policy: Any = "continue"
+    router: Router,
+    chain: Sequence[ModelSpec],
+    request: ChatRequest,
+    keys: Any = None,
+    policy: Any = "continue",
+    on_refusal: Any = "error",
 ) -> Outcome:
-    """Drive the router like a session does: the client's text restarts on a `restart` fallback."""
+    """Drive the router like a client does: its text restarts on a `restart` fallback and is cut back on a seam
+    reset (the first `keep_chars` characters kept)."""
     from providers.router import FallbackStarted
 
     events: list[RouterEvent] = []
     parts: list[str] = []
     error = None
     try:
-        async for ev in router.stream(request, chain, keys or Keys(), policy):
+        async for ev in router.stream(request, chain, keys or Keys(), policy, on_refusal=on_refusal):
             events.append(ev)
             if isinstance(ev, TextDelta):
                 parts.append(ev.text)
             elif isinstance(ev, FallbackStarted) and ev.mode == "restart":
                 parts.clear()
+            elif isinstance(ev, SeamReset):
+                held = "".join(parts)
+                assert len(held) == ev.keep_chars + ev.discard_chars, "a reset must account for all the text held"
+                parts[:] = [held[: ev.keep_chars]]
     except AllModelsFailed as exc:
         error = exc
     return Outcome(events, "".join(parts), error)
