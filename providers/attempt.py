@@ -10,12 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Final
 
 from providers import errors
 from providers.base import ChatRequest, Credential, Provider
 from providers.catalog import ModelSpec
-from providers.events import Finish, FinishReason, ProviderEvent, TextDelta, ToolCallDelta, Usage
+from providers.document_seam import DocumentAligner
+from providers.events import (
+    Finish,
+    FinishReason,
+    LogprobsDelta,
+    ProviderEvent,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from providers.pricing import cost_usd, estimate_tokens
 from providers.seam import HOLD_S, SeamAligner, SeamReset
 from providers.segments import Segment
@@ -23,7 +34,8 @@ from providers.watchdog import Watchdog, monotonic
 
 log = logging.getLogger("gateway.router")
 
-RelayEvent = TextDelta | ToolCallDelta | SeamReset
+# Thinking and log probabilities pass through untouched: neither is answer text, so the seam never sees them.
+RelayEvent = TextDelta | ToolCallDelta | ReasoningDelta | LogprobsDelta | SeamReset
 
 # A pending upstream read that came back empty-handed because the seam's hold ran out first.
 _RELEASE: Final = object()
@@ -66,6 +78,7 @@ class UpstreamAttempt:
         seg: Segment,
         *,
         partial: str,
+        from_start: bool = False,
         keep: Callable[[str], None],
         on_reset: Callable[[SeamReset], None],
         first_timeout: float,
@@ -82,7 +95,9 @@ class UpstreamAttempt:
         self.first_timeout = first_timeout
         self.inter_timeout = inter_timeout
         self.clock = clock
-        self.seam = SeamAligner(partial) if partial else None
+        self.seam: SeamAligner | DocumentAligner | None = None
+        if partial:
+            self.seam = DocumentAligner(partial) if from_start else SeamAligner(partial)
         self.it: AsyncIterator[ProviderEvent] | None = None
         self.produced = False  # a token (text or tool call) came back
         self.chars = 0  # answer text this attempt added to what the client holds
@@ -166,6 +181,8 @@ class UpstreamAttempt:
             self.tool_seen = True
             held = self._seamed(self.seam.flush()) if self.seam is not None else []
             return [*held, ev]
+        if isinstance(ev, ReasoningDelta | LogprobsDelta):
+            return (ev,)
         if isinstance(ev, Usage):
             self.seg.usage, self.got_usage = ev, True
         elif isinstance(ev, Finish):
@@ -267,7 +284,7 @@ class UpstreamAttempt:
         elif seg.status != "ok" and out_est > u.output_tokens:
             # Output reached the client but its usage never came: bill an estimate rather than nothing.
             inp = u.input_tokens or estimate_tokens("".join(m.text() for m in self.request.messages))
-            u = Usage(inp, out_est, u.cached_input_tokens, u.reasoning_tokens)
+            u = replace(u, input_tokens=inp, output_tokens=out_est)
             seg.estimated = True
         seg.usage = u
         seg.cost_usd = cost_usd(spec, u)

@@ -19,6 +19,7 @@ from providers.attempt import UpstreamAttempt
 from providers.backoff import Backoff
 from providers.base import ChatRequest, Provider
 from providers.breaker import Breaker, NoBreaker
+from providers.capabilities import accepts_prefill, can_take_over, for_model
 from providers.catalog import ModelSpec
 from providers.continuation import continuation_request
 from providers.failover import Decision, MidstreamPolicy, Policy, RefusalPolicy, Situation, breaker_verdict, decide
@@ -131,9 +132,9 @@ class Router:
         raise run.exhausted()
 
     def _form_for(self, spec: ModelSpec, run: Run) -> RequestForm:
-        if not run.text:
+        if not run.text or run.aligned_restart:
             return "original"
-        return "prefill" if spec.supports_prefill and spec.id not in self.no_prefill else "instruction"
+        return "prefill" if accepts_prefill(spec, run.request) and spec.id not in self.no_prefill else "instruction"
 
     async def _admit(self, run: Run, spec: ModelSpec, keys: KeyResolver) -> str | None:
         """Why `spec` is skipped without a request, or None when it may be asked (its circuit then acquired)."""
@@ -147,13 +148,16 @@ class Router:
             return "no_key"  # the session filters chains by key; a key deleted meanwhile just skips
         if not run.fits(spec):
             return "context_too_small"
+        if spec is not run.chain[0] and not can_take_over(spec, run.request):
+            return "cannot_honour"  # it would answer in another shape (no schema, no forced tool, …)
         if not await self.breaker.acquire(spec.provider, spec.upstream):
             return "circuit_open"
         return None
 
     def _attempt(self, run: Run, spec: ModelSpec, form: RequestForm, retry: int) -> UpstreamAttempt:
-        partial = "".join(run.text) if form != "original" else ""
+        partial = "".join(run.text) if form != "original" or run.aligned_restart else ""
         req = run.request if form == "original" else continuation_request(run.request, partial, form)
+        req = for_model(spec, req)
         seg = Segment(len(run.segments) + 1, spec.id, spec.provider, retry=retry, form=form)
         run.segments.append(seg)
         cred = run.creds[spec.provider]
@@ -165,6 +169,7 @@ class Router:
             req,
             seg,
             partial=partial,
+            from_start=run.aligned_restart,
             keep=run.text.append,
             on_reset=run.cut,
             first_timeout=spec.first_token_timeout or self.first_token_timeout_s,

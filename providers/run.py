@@ -112,6 +112,14 @@ class Run:
     def has_output(self) -> bool:
         return bool(self.text) or self.tool_open
 
+    @property
+    def aligned_restart(self) -> bool:
+        """A structured (JSON) answer cannot be continued: constrained decoding starts again at the document's
+        root. The next model answers the original request instead, and the seam aligns its answer with the text
+        the client holds (the repeat is cut; a document that goes another way comes with a `seam`)."""
+        rf = self.request.response_format
+        return rf is not None and rf.is_json
+
     async def credential(self, provider: str, keys: KeyResolver) -> Credential | None:
         if provider not in self.creds:
             self.creds[provider] = await keys.credential(provider)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal, cast
 
 import orjson
 
-from providers.events import Usage
+from providers.events import TokenLogprob, Usage
 from providers.segments import Segment
 
 FallbackMode = Literal["continue", "restart"]
@@ -59,6 +59,48 @@ class ToolCallDelta:
 
     def wire(self) -> dict[str, Any]:
         return {"index": self.index, "call_id": self.call_id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(slots=True, frozen=True)
+class Reasoning:
+    """`reasoning.delta`: a piece of the model's visible thinking (only when the request turned thinking on and
+    the provider shows it). Never part of the answer text."""
+
+    TYPE: ClassVar[str] = "reasoning.delta"
+    text: str
+
+    def wire(self) -> dict[str, Any]:
+        return {"text": self.text}
+
+
+@dataclass(slots=True, frozen=True)
+class Logprobs:
+    """`logprobs`: log probabilities of the answer tokens just streamed (only when the request asked for them)."""
+
+    TYPE: ClassVar[str] = "logprobs"
+    tokens: tuple[TokenLogprob, ...]
+
+    def wire(self) -> dict[str, Any]:
+        return {"tokens": [_logprob_json(t) for t in self.tokens]}
+
+
+def _logprob_json(t: TokenLogprob) -> dict[str, Any]:
+    return {
+        "token": t.token,
+        "logprob": t.logprob,
+        "bytes": None if t.bytes is None else list(t.bytes),
+        "top": [_logprob_json(x) for x in t.top],
+    }
+
+
+def _logprob_from(d: dict[str, Any]) -> TokenLogprob:
+    raw = d.get("bytes")
+    return TokenLogprob(
+        str(d["token"]),
+        float(d["logprob"]),
+        None if raw is None else tuple(int(b) for b in raw),
+        tuple(_logprob_from(x) for x in d.get("top", ())),
+    )
 
 
 @dataclass(slots=True, frozen=True)
@@ -203,11 +245,15 @@ class Draining:
         return {"reconnect_after_ms": self.reconnect_after_ms, "message": self.message}
 
 
-Event = Started | Delta | ToolCallDelta | Fallback | Seam | SegmentUsage | Done | Error | Draining
+Event = (
+    Started | Delta | ToolCallDelta | Reasoning | Logprobs | Fallback | Seam | SegmentUsage | Done | Error | Draining
+)
 EVENT_TYPES: tuple[type[Event], ...] = (
     Started,
     Delta,
     ToolCallDelta,
+    Reasoning,
+    Logprobs,
     Fallback,
     Seam,
     SegmentUsage,
@@ -346,6 +392,8 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     Started.TYPE: lambda d: Started(d["model"], d["provider"]),
     Delta.TYPE: lambda d: Delta(d["text"]),
     ToolCallDelta.TYPE: lambda d: ToolCallDelta(d["index"], d["call_id"], d["name"], d["arguments"]),
+    Reasoning.TYPE: lambda d: Reasoning(d["text"]),
+    Logprobs.TYPE: lambda d: Logprobs(tuple(_logprob_from(t) for t in d["tokens"])),
     Fallback.TYPE: lambda d: Fallback(
         d["from_model"], d["to_model"], d["reason"], d["chars_so_far"], cast(FallbackMode, d["mode"])
     ),

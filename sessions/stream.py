@@ -37,6 +37,8 @@ from sessions.events import (
     Error,
     Event,
     Fallback,
+    Logprobs,
+    Reasoning,
     Seam,
     SegmentUsage,
     Skipped,
@@ -170,6 +172,10 @@ class StreamSession:
                     if self._ttft_ms is None:
                         self._ttft_ms = (loop.time() - t0) * 1000
                     self.emit(ToolCallDelta(ev.index, ev.id, ev.name, ev.arguments))
+                elif isinstance(ev, provider_events.ReasoningDelta):
+                    self.emit(Reasoning(ev.text))
+                elif isinstance(ev, provider_events.LogprobsDelta):
+                    self.emit(Logprobs(ev.tokens))
                 elif isinstance(ev, AttemptStarted):
                     self.current_model = ev.model
                     seg_chars = 0

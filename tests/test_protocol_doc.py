@@ -13,7 +13,7 @@ from typing import Any, get_args
 import websockets
 
 from gateway.errors import TABLE
-from providers.events import Usage
+from providers.events import TokenLogprob, Usage
 from providers.segments import Segment
 from sessions.errors import CODES, KINDS
 from sessions.events import (
@@ -24,9 +24,12 @@ from sessions.events import (
     Error,
     Event,
     Fallback,
+    Logprobs,
+    Reasoning,
     Refused,
     Seam,
     SegmentUsage,
+    Skipped,
     Started,
     StreamEncoder,
     ToolCallDelta,
@@ -46,12 +49,19 @@ SAMPLES: list[Event] = [
     Started("mock", "mock"),
     Delta(" the"),
     ToolCallDelta(0, "call_1", "get_weather", '{"city"'),
+    Reasoning("First, the weather."),
+    Logprobs((TokenLogprob(" the", -0.01, (32, 116, 104, 101), (TokenLogprob(" a", -4.6, (32, 97)),)),)),
     Fallback("mock", "mock-backup", "server_error", 9, "continue"),
     Seam(7, 2, "overlap"),
     SegmentUsage(SEGMENT),
-    Done("stop", (SEGMENT,)),
+    Done("stop", (SEGMENT,), (Skipped("mock-backup", "mock", "circuit_open"),)),
     Error(
-        "all_models_failed", "every model failed", True, (Tried("mock", "server_error"),), 1.5, Refused("chat.start")
+        "all_models_failed",
+        "every model failed",
+        True,
+        (Tried("mock", "server_error", "mock", 1, "500", "upstream failed"),),
+        1.5,
+        Refused("chat.start"),
     ),
     Draining(1000, "restarting"),
 ]
