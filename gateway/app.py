@@ -16,7 +16,7 @@ from gateway.budgets import StoreBudgetGuard
 from gateway.bus import build_bus
 from gateway.errors import install_error_handlers
 from gateway.metrics import MeteredLedger, Metrics
-from gateway.openapi import document_json_bodies
+from gateway.openapi import document
 from gateway.routes import budget as budget_routes
 from gateway.routes import health, metrics, models, openai_compat, pages, streams, usage, ws
 from gateway.routes import keys as key_routes
@@ -151,5 +151,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ticket_routes.router)
     app.include_router(key_routes.router)
     app.include_router(budget_routes.router)
-    document_json_bodies(app)
+    document(app)
     return app

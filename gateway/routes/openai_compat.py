@@ -11,11 +11,14 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Receive, Send
 
-from gateway.deps import CurrentUser, JsonBody, ServicesDep
+from gateway.deps import STREAM_START, CurrentUser, JsonBody, ServicesDep
 from gateway.errors import speaking
 from gateway.faces.chat_completions import Answer, CompletionChunks, CompletionReply
+from gateway.faces.chat_completions_doc import COMPLETION_CHUNKS, COMPLETION_FAILURES, ChatCompletion
+from gateway.faces.events import STREAM_ID_HEADER
 from gateway.faces.http import BodyChannel, FollowResponse
 from gateway.faces.sse import SSEChannel
+from gateway.openapi import declares
 from gateway.schemas import ChatBody, to_start_params
 from sessions.pump import Channel, StreamSource
 
@@ -37,6 +40,12 @@ class CompletionBody(ChatBody):
 
 
 @router.post("/v1/chat/completions", response_model=None)
+@declares(
+    raises=(*STREAM_START, *COMPLETION_FAILURES),
+    json=ChatCompletion,
+    events=COMPLETION_CHUNKS,
+    headers=STREAM_ID_HEADER,
+)
 async def chat_completions(
     request: Request, user: CurrentUser, body: JsonBody[CompletionBody], services: ServicesDep
 ) -> FollowResponse:
