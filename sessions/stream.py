@@ -41,6 +41,7 @@ from sessions.events import (
     Tried,
 )
 from sessions.log import EventLog
+from sessions.observer import StreamWatch
 from sessions.ports import LedgerSink, SpendPublisher
 from sessions.records import StreamRecord, StreamStatus
 
@@ -80,6 +81,7 @@ class StreamSession:
         spend: SpendPublisher,
         budget: Share | None = None,
         on_end: Callable[[StreamSession], None] | None = None,
+        watch: StreamWatch | None = None,
     ) -> None:
         self.id = stream_id
         self.user_id = user_id
@@ -97,6 +99,7 @@ class StreamSession:
         self._spend = spend
         self.budget = budget
         self._on_end = on_end
+        self._watch = watch  # tracing: told at attempt boundaries only, never per token
         self.task: asyncio.Task[None] | None = None
         self._started_at = datetime.now(UTC)
         self._ttft_ms: float | None = None
@@ -137,7 +140,7 @@ class StreamSession:
         deltas = 0
         seg_chars = 0
         # Per-token path below: one isinstance chain, one encode, one append.
-        log, delta = self.log, self.encoder.delta
+        log, delta, watch = self.log, self.encoder.delta, self._watch
         events = self._router.stream(self.request, self.chain, self._keys, self.policy)
         try:
             async for ev in events:
@@ -162,13 +165,16 @@ class StreamSession:
                 elif isinstance(ev, AttemptStarted):
                     self.current_model = ev.model
                     seg_chars = 0
+                    if watch is not None:
+                        watch.attempt(ev)
                     if ev.segment == 1:
                         self.emit(Started(ev.model.id, ev.model.provider))
                 elif isinstance(ev, FallbackStarted):
+                    if watch is not None:
+                        watch.fallback(ev)
                     self.emit(Fallback(ev.from_model, ev.to_model, ev.reason, ev.chars_so_far, ev.mode))
                 elif isinstance(ev, SegmentEnded):
-                    segments.append(ev.segment)
-                    self.emit(SegmentUsage(ev.segment))
+                    self._segment_ended(ev.segment, segments)
                 elif isinstance(ev, RouterDone):
                     status, finish = "done", ev.finish_reason
             if status == "done":
@@ -195,6 +201,12 @@ class StreamSession:
         self.emit(Done("cancelled", tuple(segments)))
         return "cancelled", "cancelled", None
 
+    def _segment_ended(self, segment: Segment, segments: list[Segment]) -> None:
+        segments.append(segment)
+        if self._watch is not None:
+            self._watch.segment(segment)
+        self.emit(SegmentUsage(segment))
+
     def _tick(self, segments: list[Segment], seg_chars: int) -> bool:
         """Running cost while streaming: settled segments plus an estimate for the live one. True: over budget."""
         live = cost_usd(self.current_model, Usage(output_tokens=estimate_tokens("x" * seg_chars)))
@@ -213,8 +225,7 @@ class StreamSession:
             ev = await gen.athrow(asyncio.CancelledError())
             while True:
                 if isinstance(ev, SegmentEnded):
-                    segments.append(ev.segment)
-                    self.emit(SegmentUsage(ev.segment))
+                    self._segment_ended(ev.segment, segments)
                 ev = await gen.__anext__()
         raise asyncio.CancelledError
 
@@ -235,6 +246,8 @@ class StreamSession:
             ttft_ms=self._ttft_ms,
         )
         self.log.close()
+        if self._watch is not None:
+            self._watch.ended(self.record)
         self._ledger.submit(self.record)
         if self.budget is not None:
             self.budget.finished(self.id, self.record.cost_usd)
