@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeAlias, TypeVar
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from pydantic import BaseModel, ValidationError
 from starlette.requests import HTTPConnection
 
@@ -113,6 +113,14 @@ async def caller_from_header_or_ticket(
 async def user_from_header_or_ticket(caller: Annotated[Principal, Depends(caller_from_header_or_ticket)]) -> Principal:
     return require_user(caller)
 
+
+# `X-Client-Id`: the client's own id for a stream it starts over HTTP, carried as `id` in every event.
+ClientId = Annotated[
+    str | None,
+    Header(
+        alias="x-client-id", min_length=1, max_length=128, description="Your id for the stream, as `id` in its events."
+    ),
+]
 
 CurrentCaller = Annotated[Principal, Depends(current_caller)]
 CurrentUser = Annotated[Principal, Depends(current_user)]

@@ -28,7 +28,7 @@ from tests.conftest import Live
 from tests.support.clients import user_msg
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKS = (
+CHECKS = os.environ.get("GATEWAY_TEST_SCHEMATHESIS_CHECKS") or (
     "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
     "response_headers_conformance"
 )
@@ -252,3 +252,13 @@ def test_every_event_type_has_its_json_in_the_document() -> None:
 
     assert set(EVENT_DATA) == {t.TYPE for t in EVENT_TYPES}
     assert all(EVENT_DATA[t.TYPE].model_fields["type"].annotation.__args__ == (t.TYPE,) for t in EVENT_TYPES)
+
+
+async def test_the_client_id_header_is_declared_and_held_to_it(checked: Checked) -> None:
+    body = {"model": "mock", "messages": user_msg("hi")}
+    r = await checked.call("POST", "/v1/chat/stream", body=body, headers={"x-client-id": "c-1"})
+    assert b'"id":"c-1"' in r.content
+    long = await checked.call("POST", "/v1/chat/stream", body=body, headers={"x-client-id": "x" * 129})
+    assert long.status_code == 422 and "x-client-id" in long.json()["error"]["message"]
+    names = {p["name"] for p in checked.doc["paths"]["/v1/chat/completions"]["post"]["parameters"]}
+    assert "x-client-id" in names

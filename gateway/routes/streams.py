@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header
 from pydantic import BaseModel
 from starlette.types import Receive, Send
 
-from gateway.deps import STREAM_START, CurrentUser, HeaderOrTicketUser, JsonBody, ServicesDep
+from gateway.deps import STREAM_START, ClientId, CurrentUser, HeaderOrTicketUser, JsonBody, ServicesDep
 from gateway.faces.events import EVENTS, STREAM_ID_HEADER, EventFrames
 from gateway.faces.http import FollowResponse
 from gateway.faces.sse import SSEChannel
@@ -44,12 +44,12 @@ def event_stream(
 @router.post("/v1/chat/stream", response_model=None)
 @declares(raises=STREAM_START, events=EVENTS, headers=STREAM_ID_HEADER)
 async def chat_stream(
-    request: Request, user: CurrentUser, body: JsonBody[ChatBody], services: ServicesDep
+    user: CurrentUser, body: JsonBody[ChatBody], services: ServicesDep, client_id: ClientId = None
 ) -> FollowResponse:
     s = services.settings
     params = to_start_params(
         body,
-        request.headers.get("x-client-id"),
+        client_id,
         max_messages=s.gateway_max_messages,
         max_prompt_chars=s.gateway_max_prompt_chars,
     )

@@ -153,8 +153,12 @@ async def _budget(services: Services, who: str | None) -> dict[str, Any] | None:
 async def usage(
     user: CurrentCaller,
     services: ServicesDep,
-    start: Annotated[date | None, Query(alias="from")] = None,
-    end: Annotated[date | None, Query(alias="to")] = None,
+    start: Annotated[
+        date | None, Query(alias="from", description=f"First UTC day (default: {DEFAULT_RANGE_DAYS} days before `to`).")
+    ] = None,
+    end: Annotated[
+        date | None, Query(alias="to", description=f"Last UTC day, at most {MAX_RANGE_DAYS} days after `from`.")
+    ] = None,
     user_id: str | None = None,
     recent: Annotated[int, Query(ge=0, le=200)] = 0,
 ) -> dict[str, Any]:
