@@ -32,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.gateway_log_format or ("text" if settings.is_dev else "json"))
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:  # e.g. an OpenTelemetry exporter that is not installed
+        print(exc, file=sys.stderr)
+        return 2
     services = app.state.services
     url = f"http://{settings.host if ':' not in settings.host else f'[{settings.host}]'}:{settings.port}"
     print(f"Gateway on {url}  (chat: {url}/  dashboard: {url}/dashboard  protocol: docs/protocol.md)", flush=True)

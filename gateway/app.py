@@ -16,7 +16,7 @@ from gateway.budgets import StoreBudgetGuard
 from gateway.bus import build_bus
 from gateway.errors import install_error_handlers
 from gateway.metrics import MeteredLedger, Metrics
-from gateway.openapi import document_json_bodies
+from gateway.openapi import document
 from gateway.routes import budget as budget_routes
 from gateway.routes import health, metrics, models, openai_compat, pages, streams, usage, ws
 from gateway.routes import keys as key_routes
@@ -30,7 +30,10 @@ from sessions.manager import SessionManager
 from sessions.registry import StreamRegistry
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from gateway.cluster.wiring import Cluster
+    from gateway.telemetry import Tracing
 
 log = logging.getLogger("gateway")
 
@@ -53,7 +56,16 @@ def metrics_of(streams: StreamRegistry, ledger: LedgerWriter) -> Metrics:
     )
 
 
-def build_services(settings: Settings) -> Services:
+def build_tracing(settings: Settings, tracer_provider: TracerProvider | None) -> Tracing | None:
+    """Traces with the provider given, or over OTLP when configured; else nothing (and no OpenTelemetry import)."""
+    if tracer_provider is None and not settings.otel_exporter_otlp_endpoint:
+        return None
+    from gateway.telemetry import Tracing, tracing_from
+
+    return Tracing(tracer_provider) if tracer_provider is not None else tracing_from(settings)
+
+
+def build_services(settings: Settings, tracer_provider: TracerProvider | None = None) -> Services:
     prepare_data_dir(settings)
     store = build_store(settings)
     budgets = StoreBudgetGuard(store)
@@ -71,6 +83,7 @@ def build_services(settings: Settings) -> Services:
     catalog = build_catalog(settings)
     keys = build_keys(settings, store)
     spend = build_bus(redis_url, settings.gateway_redis_prefix)
+    tracing = build_tracing(settings, tracer_provider)
     sessions = SessionManager(
         router=build_router(settings, providers, cluster.breaker if cluster is not None else None),
         catalog=catalog,
@@ -83,6 +96,7 @@ def build_services(settings: Settings) -> Services:
         limiter=cluster.limiter if cluster is not None else None,
         remote=cluster.remote if cluster is not None else None,
         streams=streams,
+        observer=tracing,
     )
     auth = build_auth(settings)
     return Services(
@@ -100,12 +114,16 @@ def build_services(settings: Settings) -> Services:
         tickets=cluster.tickets if cluster is not None else MemoryTicketStore(),
         cluster=cluster,
         dev_token=auth.mint_dev_token() if settings.is_dev else None,
+        tracing=tracing,
     )
 
 
 async def run_services(services: Services, stack: AsyncExitStack) -> None:
     """Start what starts, each registered to stop in the reverse order: running streams are drained first (the
-    ledger still takes them), the database last but for the clients the others do not need."""
+    ledger still takes them), the database last but for the clients the others do not need; the traces of it all
+    are sent after everything else."""
+    if services.tracing is not None:
+        stack.push_async_callback(services.tracing.aclose)
     stack.push_async_callback(services.auth.aclose)
     stack.push_async_callback(services.tickets.aclose)
     stack.push_async_callback(_close_providers, services)
@@ -125,8 +143,9 @@ async def _close_providers(services: Services) -> None:
     await asyncio.gather(*(p.aclose() for p in services.providers.values()))
 
 
-def create_app(settings: Settings) -> FastAPI:
-    services = build_services(settings)
+def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """The gateway. `tracer_provider`: where stream traces go (else OTLP when configured, else nowhere)."""
+    services = build_services(settings, tracer_provider)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -151,5 +170,5 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ticket_routes.router)
     app.include_router(key_routes.router)
     app.include_router(budget_routes.router)
-    document_json_bodies(app)
+    document(app)
     return app

@@ -277,6 +277,23 @@ def map_jwt_error(exc: jwt.PyJWTError) -> GatewayError:
     return fail("invalid_token", "the token is malformed")
 
 
+# Every code `Authenticator.verify` can raise (the OpenAPI document lists them on each route that verifies).
+VERIFY_CODES = (
+    "missing_token",
+    "invalid_token",
+    "token_expired",
+    "token_not_yet_valid",
+    "invalid_signature",
+    "invalid_algorithm",
+    "invalid_audience",
+    "invalid_issuer",
+    "unknown_key",
+    "anon_refused",
+    "invalid_role",
+    "auth_unavailable",
+)
+
+
 class Authenticator:
     """Turns a bearer token into a Principal.
 

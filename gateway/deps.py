@@ -1,6 +1,7 @@
 """What routes share: the services bundle, who is calling (header or ticket), and the JSON body reader.
 
-Routes import their helpers from here, never from one another.
+Routes import their helpers from here, never from one another. The caller dependencies and the body reader are
+marked with the security scheme and the error codes they bring to a route's OpenAPI operation (`gateway.openapi`).
 """
 
 from __future__ import annotations
@@ -10,17 +11,36 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeAlias, TypeVar
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Header, Query, Request
 from pydantic import BaseModel, ValidationError
 from starlette.requests import HTTPConnection
 
-from gateway.auth import Principal
+from gateway.auth import VERIFY_CODES, Principal
 from gateway.budgets import BudgetStatus
 from gateway.errors import invalid_body
+from gateway.openapi import raising
 from gateway.services import Services
+from gateway.tickets import REDEEM_CODES
 from sessions.errors import fail
+from sessions.events import money
 
 M = TypeVar("M", bound=BaseModel)
+
+# What starting a stream can answer (the request's own limits, then `SessionManager.start`), for a route that
+# starts one: `@declares(raises=STREAM_START)`.
+STREAM_START = (
+    "too_many_messages",
+    "prompt_too_large",
+    "unknown_model",
+    "no_key",
+    "keys_unavailable",
+    "budget_exceeded",
+    "too_many_streams",
+    "rate_limited",
+    "draining",
+)
+# What a route that reads or writes the database can answer when it fails (`gateway.errors.store_failure`).
+STORE_FAILURES = ("store_unavailable", "unknown_user", "store_error")
 
 
 def services_of(conn: HTTPConnection) -> Services:
@@ -62,6 +82,7 @@ async def redeem_ticket(services: Services, ticket: str) -> Principal:
     return user
 
 
+@raising(*VERIFY_CODES, security=("bearer",))
 async def current_caller(request: Request, services: ServicesDep) -> Principal:
     """A user, or the service role (which may have no user)."""
     token = bearer_token(request)
@@ -70,10 +91,12 @@ async def current_caller(request: Request, services: ServicesDep) -> Principal:
     return await services.auth.verify(token)
 
 
+@raising("user_required")
 async def current_user(caller: Annotated[Principal, Depends(current_caller)]) -> Principal:
     return require_user(caller)
 
 
+@raising(*VERIFY_CODES, *REDEEM_CODES, "token_expired", security=("bearer", "ticket"))
 async def caller_from_header_or_ticket(
     request: Request, services: ServicesDep, ticket: Annotated[str | None, Query(max_length=128)] = None
 ) -> Principal:
@@ -86,9 +109,18 @@ async def caller_from_header_or_ticket(
     raise fail("missing_token", "send Authorization: Bearer <token> or ?ticket=<ticket>")
 
 
+@raising("user_required")
 async def user_from_header_or_ticket(caller: Annotated[Principal, Depends(caller_from_header_or_ticket)]) -> Principal:
     return require_user(caller)
 
+
+# `X-Client-Id`: the client's own id for a stream it starts over HTTP, carried as `id` in every event.
+ClientId = Annotated[
+    str | None,
+    Header(
+        alias="x-client-id", min_length=1, max_length=128, description="Your id for the stream, as `id` in its events."
+    ),
+]
 
 CurrentCaller = Annotated[Principal, Depends(current_caller)]
 CurrentUser = Annotated[Principal, Depends(current_user)]
@@ -136,6 +168,7 @@ def json_body(model: type[M]) -> Callable[..., Awaitable[M]]:
             raise invalid_body(list(exc.errors())) from None
 
     read.body_model = model  # type: ignore[attr-defined]  # read by gateway.openapi to document the body
+    raising("invalid_json", "invalid_request", "request_too_large")(read)
     _readers[model] = read
     return read
 
@@ -174,11 +207,11 @@ def budget_json(status: BudgetStatus, *, spent_prefix: str = "", floor: bool = F
     return {
         "daily_usd": _money(b.daily_usd if b else None),
         "monthly_usd": _money(b.monthly_usd if b else None),
-        f"{spent_prefix}today_usd": str(status.today_usd),
-        f"{spent_prefix}month_usd": str(status.month_usd),
+        f"{spent_prefix}today_usd": money(status.today_usd),
+        f"{spent_prefix}month_usd": money(status.month_usd),
         "remaining_usd": _money(remaining),
     }
 
 
 def _money(v: Decimal | None) -> str | None:
-    return None if v is None else str(v)
+    return None if v is None else money(v)

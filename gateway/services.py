@@ -21,6 +21,7 @@ from sessions.manager import SessionManager
 
 if TYPE_CHECKING:
     from gateway.cluster.wiring import Cluster
+    from gateway.telemetry import Tracing
 
 
 @dataclass(slots=True, frozen=True)
@@ -39,3 +40,4 @@ class Services:
     tickets: TicketStore  # in memory, or shared through Redis with several instances
     cluster: Cluster | None  # with REDIS_URL: what this instance shares with the others
     dev_token: str | None  # development only: a token for the local user, printed at start
+    tracing: Tracing | None  # with OTEL_EXPORTER_OTLP_ENDPOINT (or a tracer provider given to create_app)

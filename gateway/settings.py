@@ -247,6 +247,22 @@ class Settings(BaseSettings):
         "127.0.0.1,::1", description="Addresses or networks (comma-separated) that may scrape `/metrics` without it."
     )
 
+    # -- observability ----------------------------------------------------------
+    otel_exporter_otlp_endpoint: str | None = Field(
+        None,
+        description="Send OpenTelemetry traces (a span per stream, a child span per attempt, GenAI conventions) "
+        "to this OTLP collector, e.g. `http://collector:4318` (`/v1/traces` is added; "
+        "`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is used as it is). Unset: no tracing, at no cost. The SDK reads the "
+        "other standard variables itself: `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_SERVICE_NAME` (default "
+        "`agent-gateway`), `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`, `OTEL_BSP_*`; `OTEL_SDK_DISABLED=true` "
+        "turns it off.",
+    )
+    otel_exporter_otlp_protocol: Literal["http/protobuf", "grpc"] = Field(
+        "http/protobuf",
+        description="How traces reach the collector (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` wins when set); `grpc` "
+        "needs the `opentelemetry-exporter-otlp-proto-grpc` package installed beside the gateway.",
+    )
+
     @field_validator("supabase_url", "openai_base_url", "anthropic_base_url", "gemini_base_url")
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:

@@ -29,6 +29,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("Providers and models", "gateway_allow_operator_keys"),
     ("Limits and timeouts", "gateway_max_concurrent_streams"),
     ("Edge", "gateway_cors_origins"),
+    ("Observability", "otel_exporter_otlp_endpoint"),
 )
 
 HEADER = """# Configuration

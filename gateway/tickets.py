@@ -24,6 +24,10 @@ from sessions.errors import fail
 TICKET_PREFIX = "tk_"
 
 
+# Every code a `TicketStore.redeem` can raise (`auth_unavailable`: a shared store that cannot be reached).
+REDEEM_CODES = ("invalid_ticket", "ticket_used", "ticket_expired", "auth_unavailable")
+
+
 def ticket_digest(ticket: str) -> str:
     return hashlib.sha256(ticket.encode()).hexdigest()
 

@@ -172,7 +172,7 @@ class Done:
                 "output_tokens": sum(s.usage.output_tokens for s in segs),
                 "estimated": any(s.estimated for s in segs),
             },
-            "cost_usd": str(self.cost_usd),
+            "cost_usd": money(self.cost_usd),
             "segments": [event_segment_json(s) for s in segs],
             "skipped": [{"model": k.model, "provider": k.provider, "reason": k.reason} for k in self.skipped],
         }
@@ -266,6 +266,11 @@ EVENT_TYPES: tuple[type[Event], ...] = (
 # -- segments -----------------------------------------------------------------------------------------------------
 
 
+def money(v: Decimal) -> str:
+    """The one string form of an amount of money on the wire: plain decimal notation (`str` may say `1E-7`)."""
+    return format(v, "f")
+
+
 def segment_json(s: Segment) -> dict[str, Any]:
     """The one JSON form of a segment. Money is a string; times are milliseconds."""
     return {
@@ -278,7 +283,7 @@ def segment_json(s: Segment) -> dict[str, Any]:
         "output_tokens": s.usage.output_tokens,
         "cached_input_tokens": s.usage.cached_input_tokens,
         "reasoning_tokens": s.usage.reasoning_tokens,
-        "cost_usd": str(s.cost_usd),
+        "cost_usd": money(s.cost_usd),
         "estimated": s.estimated,
         "ttft_ms": None if s.ttft_ms is None else round(s.ttft_ms, 2),
         "provider_code": s.provider_code,

@@ -19,6 +19,7 @@ from sessions.events import Draining
 from sessions.follow import FollowedStream, LocalStream, RemoteStreams
 from sessions.limits import MemoryUserLimiter, UserLimiter
 from sessions.log import EventLog, MemoryEventLog
+from sessions.observer import StreamObserver, StreamStart
 from sessions.ports import BudgetGuard, KeyDirectory, LedgerSink, NoBudget, NullSpend, SpendPublisher
 from sessions.registry import StreamRegistry
 from sessions.stream import StreamSession
@@ -70,6 +71,7 @@ class SessionManager:
         limiter: UserLimiter | None = None,
         remote: RemoteStreams | None = None,
         streams: StreamRegistry | None = None,
+        observer: StreamObserver | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.router = router
@@ -87,6 +89,7 @@ class SessionManager:
         )
         self.remote = remote
         self.streams = streams if streams is not None else StreamRegistry()
+        self.observer = observer
         self._allowances = Allowances()
         self._checks: set[asyncio.Task[None]] = set()
         # A running stream nobody follows is cancelled when its abandon timer fires (the resume window);
@@ -136,6 +139,10 @@ class SessionManager:
             raise
         sid = new_stream_id()
         try:
+            watch = None
+            if self.observer is not None:
+                start = StreamStart(sid, user_id, tuple(usable), params.request, params.policy)
+                watch = self.observer.stream(start)
             session = StreamSession(
                 stream_id=sid,
                 user_id=user_id,
@@ -151,6 +158,7 @@ class SessionManager:
                 spend=self.spend,
                 budget=share,
                 on_end=self._ended,
+                watch=watch,
             )
         except BaseException:
             self.limiter.release(user_id)

@@ -48,6 +48,7 @@ from sessions.events import (
     Tried,
 )
 from sessions.log import EventLog
+from sessions.observer import StreamWatch
 from sessions.ports import LedgerSink, SpendPublisher
 from sessions.records import StreamRecord, StreamStatus
 
@@ -90,6 +91,7 @@ class StreamSession:
         spend: SpendPublisher,
         budget: Share | None = None,
         on_end: Callable[[StreamSession], None] | None = None,
+        watch: StreamWatch | None = None,
     ) -> None:
         self.id = stream_id
         self.user_id = user_id
@@ -108,6 +110,7 @@ class StreamSession:
         self._spend = spend
         self.budget = budget
         self._on_end = on_end
+        self._watch = watch  # tracing: told at attempt boundaries only, never per token
         self.task: asyncio.Task[None] | None = None
         self._started_at = datetime.now(UTC)
         self._ttft_ms: float | None = None
@@ -150,7 +153,7 @@ class StreamSession:
         deltas = 0
         seg_chars = 0
         # Per-token path below: one isinstance chain, one encode, one append.
-        log, delta = self.log, self.encoder.delta
+        log, delta, watch = self.log, self.encoder.delta, self._watch
         events = self._router.stream(self.request, self.chain, self._keys, self.policy, on_refusal=self.on_refusal)
         try:
             async for ev in events:
@@ -179,8 +182,12 @@ class StreamSession:
                 elif isinstance(ev, AttemptStarted):
                     self.current_model = ev.model
                     seg_chars = 0
+                    if watch is not None:
+                        watch.attempt(ev)
                     self._announce(ev.model)
                 elif isinstance(ev, FallbackStarted):
+                    if watch is not None:
+                        watch.fallback(ev)
                     self.emit(Fallback(ev.from_model, ev.to_model, ev.reason, ev.chars_so_far, ev.mode))
                 elif isinstance(ev, SeamReset):
                     self.emit(Seam(ev.keep_chars, ev.discard_chars, ev.reason))
@@ -189,8 +196,7 @@ class StreamSession:
                     if ev.announced:
                         self._announce(ev.model)
                 elif isinstance(ev, SegmentEnded):
-                    segments.append(ev.segment)
-                    self.emit(SegmentUsage(ev.segment))
+                    self._segment_ended(ev.segment, segments)
                 elif isinstance(ev, RouterDone):
                     status, finish = "done", ev.finish_reason
             if status == "done":
@@ -226,6 +232,12 @@ class StreamSession:
             self._started = True
             self.emit(Started(model.id, model.provider))
 
+    def _segment_ended(self, segment: Segment, segments: list[Segment]) -> None:
+        segments.append(segment)
+        if self._watch is not None:
+            self._watch.segment(segment)
+        self.emit(SegmentUsage(segment))
+
     def _tick(self, segments: list[Segment], seg_chars: int) -> bool:
         """Running cost while streaming: settled segments plus an estimate for the live one. True: over budget."""
         live = cost_usd(self.current_model, Usage(output_tokens=estimate_tokens("x" * seg_chars)))
@@ -244,8 +256,7 @@ class StreamSession:
             ev = await gen.athrow(asyncio.CancelledError())
             while True:
                 if isinstance(ev, SegmentEnded):
-                    segments.append(ev.segment)
-                    self.emit(SegmentUsage(ev.segment))
+                    self._segment_ended(ev.segment, segments)
                 ev = await gen.__anext__()
         raise asyncio.CancelledError
 
@@ -266,6 +277,8 @@ class StreamSession:
             ttft_ms=self._ttft_ms,
         )
         self.log.close()
+        if self._watch is not None:
+            self._watch.ended(self.record)
         self._ledger.submit(self.record)
         if self.budget is not None:
             self.budget.finished(self.id, self.record.cost_usd)

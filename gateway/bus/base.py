@@ -18,7 +18,7 @@ from decimal import Decimal
 import orjson
 
 from gateway.aio import cancel_and_wait
-from sessions.events import segment_json
+from sessions.events import money, segment_json
 from sessions.records import StreamRecord
 
 log = logging.getLogger("gateway.spend")
@@ -43,7 +43,7 @@ def stream_event(record: StreamRecord) -> bytes:
             "error_code": record.error_code,
             "input_tokens": record.input_tokens,
             "output_tokens": record.output_tokens,
-            "cost_usd": str(record.cost_usd),
+            "cost_usd": money(record.cost_usd),
             "estimated": record.estimated,
             "fallbacks": max(0, len(record.segments) - 1),
             "started_at": _ts(record.started_at),
@@ -63,7 +63,7 @@ def tick_event(user_id: str, stream_id: str, model: str, cost: Decimal, output_t
             "user_id": user_id,
             "stream_id": stream_id,
             "model": model,
-            "cost_usd": str(cost),
+            "cost_usd": money(cost),
             "output_tokens": output_tokens,
             "estimated": True,
             "at": _ts(datetime.now(UTC)),

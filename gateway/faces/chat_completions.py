@@ -30,6 +30,7 @@ from sessions.events import (
     Started,
     ToolCallDelta,
     event_segment_json,
+    money,
 )
 from sessions.log import LogEntry
 
@@ -104,7 +105,7 @@ class Answer:
         segs = done.segments if done is not None else self.segments
         return {
             "stream_id": self.stream_id,
-            "cost_usd": str(done.cost_usd) if done is not None else None,
+            "cost_usd": money(done.cost_usd) if done is not None else None,
             "estimated": bool(done is not None and any(s.estimated for s in done.segments)),
             "fallbacks": self.fallbacks,
             "segments": [event_segment_json(s) for s in segs],

@@ -6,9 +6,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.faces import sse
+from gateway.openapi import EventStream
+from gateway.replies import EVENT_FRAMES
 from sessions.errors import GatewayError
-from sessions.events import Error, encode_outside
+from sessions.events import EVENT_TYPES, Error, encode_outside
 from sessions.log import LogEntry
+
+EVENTS = EventStream(
+    "Server-sent events, each `event: <type>`, `id: <stream_id>:<seq>`, `data: <the event as JSON>`; the types: "
+    + ", ".join(f"`{t.TYPE}`" for t in EVENT_TYPES)
+    + " (docs/protocol.md). A failed stream ends with `error`; a follow that cannot go on ends with an `error` "
+    "without an `id:`.",
+    EVENT_FRAMES,
+)
+STREAM_ID_HEADER = {
+    "x-stream-id": "The stream's id: resume with `GET /v1/streams/{id}/events`, stop with `POST "
+    "/v1/streams/{id}/cancel`."
+}
 
 
 class EventFrames:

@@ -10,9 +10,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from gateway.bus import SpendBus, Subscription
 from gateway.faces import sse
+from gateway.openapi import EventStream
+from gateway.replies import SPEND_FRAMES
 from sessions.errors import GatewayError
 
 PREAMBLE = b"retry: 3000\n: subscribed\n\n"
+SPEND_EVENTS = EventStream(
+    "Server-sent events without `id:`, endless: `spend.tick` while a stream runs (its running, estimated cost) and "
+    "`spend.stream` when it ends (settled); after a reconnect, reload `GET /v1/usage` and follow again.",
+    SPEND_FRAMES,
+)
 
 
 def event_name(data: bytes) -> bytes:

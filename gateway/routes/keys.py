@@ -7,13 +7,14 @@ masked hint (`sk-…abcd`) and dates. A caller manages only their own keys.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.deps import CurrentUser, JsonBody, ServicesDep
+from gateway.deps import STORE_FAILURES, CurrentUser, JsonBody, ServicesDep
 from gateway.keys import KEYLESS
+from gateway.openapi import declares, raising
 from gateway.stores.base import KeyInfo
 from sessions.errors import fail
 
@@ -27,7 +28,28 @@ class KeyBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_body_bytes: ClassVar[int] = 16 * 1024
 
-    api_key: str = Field(min_length=8, max_length=4096)
+    # One line of printable characters, surrounding spaces dropped: the pattern tells clients, the route checks
+    # (with a plainer message than a pattern's, and for the unprintable characters a pattern cannot name).
+    api_key: str = Field(
+        min_length=8, max_length=4096, json_schema_extra={"pattern": r"^\s*[^\s\x00-\x1f\x7f]+\s*$"}
+    )
+
+
+class StoredKey(BaseModel):
+    provider: str
+    hint: str = Field(description="The key masked, e.g. `sk-…abcd`: the key itself never comes back.")
+    created_at: str = Field(json_schema_extra={"format": "date-time"})
+    updated_at: str = Field(json_schema_extra={"format": "date-time"})
+
+
+class StoredKeys(BaseModel):
+    object: Literal["list"]
+    data: list[StoredKey]
+
+
+class KeyDeleted(BaseModel):
+    provider: str
+    deleted: Literal[True]
 
 
 def key_json(k: KeyInfo) -> dict[str, Any]:
@@ -39,7 +61,11 @@ def key_json(k: KeyInfo) -> dict[str, Any]:
     }
 
 
-async def known_provider(provider: str, services: ServicesDep) -> str:
+@raising("unknown_provider")
+async def known_provider(
+    provider: Annotated[str, Path(description="`openai`, `anthropic`, `gemini`, or a configured compatible server.")],
+    services: ServicesDep,
+) -> str:
     known = (BUILTIN | set(services.providers)) - KEYLESS
     if not PROVIDER.match(provider) or provider not in known:
         raise fail("unknown_provider", f"no provider {provider[:40]!r} takes keys here")
@@ -54,7 +80,8 @@ def key_not_found(provider: str) -> Exception:
     return fail("key_not_found", f"you have no stored key for {provider!r}")
 
 
-@router.put("/v1/keys/{provider}")
+@router.put("/v1/keys/{provider}", response_model=StoredKey)
+@declares(raises=("invalid_request", *STORE_FAILURES))
 async def put_key(
     user: CurrentUser, provider: Provider, body: JsonBody[KeyBody], services: ServicesDep
 ) -> dict[str, Any]:
@@ -64,13 +91,15 @@ async def put_key(
     return key_json(await services.keys.put(user.user_id, provider, api_key))
 
 
-@router.get("/v1/keys")
+@router.get("/v1/keys", response_model=StoredKeys)
+@declares(raises=STORE_FAILURES)
 async def list_keys(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     keys = await services.keys.list(user.user_id)
     return {"object": "list", "data": [key_json(k) for k in keys]}
 
 
-@router.get("/v1/keys/{provider}")
+@router.get("/v1/keys/{provider}", response_model=StoredKey)
+@declares(raises=("key_not_found", *STORE_FAILURES))
 async def get_key(user: CurrentUser, provider: Provider, services: ServicesDep) -> dict[str, Any]:
     found = next((k for k in await services.keys.list(user.user_id) if k.provider == provider), None)
     if found is None:
@@ -78,7 +107,8 @@ async def get_key(user: CurrentUser, provider: Provider, services: ServicesDep) 
     return key_json(found)
 
 
-@router.delete("/v1/keys/{provider}")
+@router.delete("/v1/keys/{provider}", response_model=KeyDeleted)
+@declares(raises=("key_not_found", *STORE_FAILURES))
 async def delete_key(user: CurrentUser, provider: Provider, services: ServicesDep) -> dict[str, Any]:
     if not await services.keys.delete(user.user_id, provider):
         raise key_not_found(provider)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import PlainTextResponse, Response
 
 from gateway.deps import ServicesDep, bearer_token
+from gateway.openapi import declares
 from sessions.errors import fail
 
 router = APIRouter(tags=["operations"])
@@ -33,7 +34,8 @@ def _address_allowed(host: str | None, allow: str) -> bool:
     return False
 
 
-@router.get("/metrics", response_model=None)
+@router.get("/metrics", response_model=None, response_class=PlainTextResponse)
+@declares(raises=("metrics_forbidden",), security=("none", "metrics_token"))
 async def metrics(request: Request, services: ServicesDep) -> Response:
     s = services.settings
     token = bearer_token(request)

@@ -2,17 +2,40 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
+from pydantic import BaseModel
 
-from gateway.deps import CurrentUser, ServicesDep
+from gateway.deps import STORE_FAILURES, CurrentUser, ServicesDep
+from gateway.openapi import declares
 from providers.pricing import is_priced
 
 router = APIRouter(tags=["models"])
 
 
-@router.get("/v1/models")
+class ModelInfo(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    provider: str
+    tier: str
+    available: bool
+    unavailable_reason: Literal["no_key"] | None
+    context_window: int | None  # None: unknown (it counts as larger than any other)
+    fallbacks: list[str]
+    aliases: list[str]
+    priced: bool
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[ModelInfo]
+
+
+@router.get("/v1/models", response_model=ModelList)
+@declares(raises=STORE_FAILURES)
 async def list_models(user: CurrentUser, services: ServicesDep) -> dict[str, Any]:
     usable = await services.keys.usable_providers(user.user_id)
     data = []

@@ -7,15 +7,18 @@ Closing the connection stops the stream at once (the partial output is billed): 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Receive, Send
 
-from gateway.deps import CurrentUser, JsonBody, ServicesDep
+from gateway.deps import STREAM_START, ClientId, CurrentUser, JsonBody, ServicesDep
 from gateway.errors import speaking
 from gateway.faces.chat_completions import Answer, CompletionChunks, CompletionReply
+from gateway.faces.chat_completions_doc import COMPLETION_CHUNKS, COMPLETION_FAILURES, ChatCompletion
+from gateway.faces.events import STREAM_ID_HEADER
 from gateway.faces.http import BodyChannel, FollowResponse
 from gateway.faces.sse import SSEChannel
+from gateway.openapi import declares
 from gateway.schemas import ChatBody, to_start_params
 from sessions.pump import Channel, StreamSource
 
@@ -37,15 +40,21 @@ class CompletionBody(ChatBody):
 
 
 @router.post("/v1/chat/completions", response_model=None)
+@declares(
+    raises=(*STREAM_START, *COMPLETION_FAILURES),
+    json=ChatCompletion,
+    events=COMPLETION_CHUNKS,
+    headers=STREAM_ID_HEADER,
+)
 async def chat_completions(
-    request: Request, user: CurrentUser, body: JsonBody[CompletionBody], services: ServicesDep
+    user: CurrentUser, body: JsonBody[CompletionBody], services: ServicesDep, client_id: ClientId = None
 ) -> FollowResponse:
     s = services.settings
     if body.max_completion_tokens is not None:
         body = body.model_copy(update={"max_tokens": body.max_completion_tokens})
     params = to_start_params(
         body,
-        request.headers.get("x-client-id"),
+        client_id,
         max_messages=s.gateway_max_messages,
         max_prompt_chars=s.gateway_max_prompt_chars,
     )

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Header, Request
+from typing import Literal
+
+from fastapi import APIRouter, Header
+from pydantic import BaseModel
 from starlette.types import Receive, Send
 
-from gateway.deps import CurrentUser, HeaderOrTicketUser, JsonBody, ServicesDep
-from gateway.faces.events import EventFrames
+from gateway.deps import STREAM_START, ClientId, CurrentUser, HeaderOrTicketUser, JsonBody, ServicesDep
+from gateway.faces.events import EVENTS, STREAM_ID_HEADER, EventFrames
 from gateway.faces.http import FollowResponse
 from gateway.faces.sse import SSEChannel
+from gateway.openapi import declares
 from gateway.schemas import ChatBody, to_start_params
 from sessions.errors import fail
 from sessions.follow import FollowedStream
 from sessions.pump import StreamSource
 
 router = APIRouter(tags=["streams"])
+
+# A follow that cannot begin at its cursor, or whose stream's instance went away, is refused before the events.
+FOLLOW = ("resume_too_old", "stream_owner_lost")
+
+
+class Cancelled(BaseModel):
+    stream_id: str
+    cancelled: bool
+    status: Literal["cancelling", "finished"]
 
 
 def event_stream(
@@ -29,13 +42,14 @@ def event_stream(
 
 
 @router.post("/v1/chat/stream", response_model=None)
+@declares(raises=STREAM_START, events=EVENTS, headers=STREAM_ID_HEADER)
 async def chat_stream(
-    request: Request, user: CurrentUser, body: JsonBody[ChatBody], services: ServicesDep
+    user: CurrentUser, body: JsonBody[ChatBody], services: ServicesDep, client_id: ClientId = None
 ) -> FollowResponse:
     s = services.settings
     params = to_start_params(
         body,
-        request.headers.get("x-client-id"),
+        client_id,
         max_messages=s.gateway_max_messages,
         max_prompt_chars=s.gateway_max_prompt_chars,
     )
@@ -66,6 +80,7 @@ def parse_cursor(stream_id: str, last_event_id: str | None, after: str | None) -
 
 
 @router.get("/v1/streams/{stream_id}/events", response_model=None)
+@declares(raises=("stream_not_found", "invalid_cursor", *FOLLOW), events=EVENTS)
 async def stream_events(
     stream_id: str,
     user: HeaderOrTicketUser,
@@ -78,7 +93,8 @@ async def stream_events(
     return event_stream(stream, after_seq=cursor, ping_s=services.settings.gateway_sse_ping_s)
 
 
-@router.post("/v1/streams/{stream_id}/cancel")
+@router.post("/v1/streams/{stream_id}/cancel", response_model=Cancelled)
+@declares(raises=("stream_not_found",))
 async def cancel_stream(stream_id: str, user: CurrentUser, services: ServicesDep) -> dict[str, object]:
     stream = await services.sessions.find(stream_id, user.user_id)
     cancelled = await stream.stop()

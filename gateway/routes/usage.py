@@ -11,23 +11,86 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from starlette.types import Receive, Send
 
 from gateway.auth import Principal
 from gateway.bus import ALL
-from gateway.deps import CurrentCaller, HeaderOrTicketCaller, ServicesDep, budget_json, budget_status
+from gateway.deps import (
+    STORE_FAILURES,
+    CurrentCaller,
+    HeaderOrTicketCaller,
+    ServicesDep,
+    budget_json,
+    budget_status,
+)
 from gateway.faces.http import FollowResponse
-from gateway.faces.spend import PREAMBLE, SpendFrames, SpendSource
+from gateway.faces.spend import PREAMBLE, SPEND_EVENTS, SpendFrames, SpendSource
 from gateway.faces.sse import SSEChannel
+from gateway.openapi import declares
+from gateway.replies import Money, StreamRowJson
 from gateway.services import Services
 from gateway.stores.base import StreamRow, UsageTotals
 from sessions.errors import fail
-from sessions.events import segment_json
+from sessions.events import money, segment_json
 
 router = APIRouter(tags=["usage"])
 
 MAX_RANGE_DAYS = 366
 DEFAULT_RANGE_DAYS = 30
+# Whose spend: someone else's only for the service role.
+WHOSE = ("forbidden",)
+
+
+class Totals(BaseModel):
+    streams: int
+    segments: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+    cost_usd: Money
+
+
+class DayTotals(Totals):
+    day: str = Field(json_schema_extra={"format": "date"})
+
+
+class ModelTotals(Totals):
+    model: str
+    provider: str
+
+
+class ProviderTotals(Totals):
+    provider: str
+
+
+class SpendBudget(BaseModel):
+    daily_usd: Money | None
+    monthly_usd: Money | None
+    spent_today_usd: Money
+    spent_month_usd: Money
+    remaining_usd: Money | None
+
+
+class UsageReport(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    user_id: str | None = Field(description="Whose spend; null: every user's (the service role).")
+    start: str = Field(alias="from", json_schema_extra={"format": "date"})
+    end: str = Field(alias="to", json_schema_extra={"format": "date"})
+    totals: Totals
+    by_day: list[DayTotals]
+    by_model: list[ModelTotals]
+    by_provider: list[ProviderTotals]
+    budget: SpendBudget | None
+    recent: list[StreamRowJson] | SkipJsonSchema[None] = Field(None, description="With `recent=N` only.")
+
+
+class RecentStreams(BaseModel):
+    user_id: str | None
+    data: list[StreamRowJson]
 
 
 def target_user(user: Principal, requested: str | None) -> str | None:
@@ -50,7 +113,7 @@ def totals_json(t: UsageTotals) -> dict[str, Any]:
         "output_tokens": t.output_tokens,
         "cached_input_tokens": t.cached_input_tokens,
         "reasoning_tokens": t.reasoning_tokens,
-        "cost_usd": str(t.cost_usd),
+        "cost_usd": money(t.cost_usd),
     }
 
 
@@ -68,7 +131,7 @@ def stream_row_json(r: StreamRow) -> dict[str, Any]:
         "error_code": r.error_code,
         "input_tokens": r.input_tokens,
         "output_tokens": r.output_tokens,
-        "cost_usd": str(r.cost_usd),
+        "cost_usd": money(r.cost_usd),
         "estimated": r.estimated,
         "fallbacks": max(0, len(r.segments) - 1),
         "started_at": _ts(r.started_at),
@@ -85,12 +148,17 @@ async def _budget(services: Services, who: str | None) -> dict[str, Any] | None:
     return budget_json(await budget_status(services, who), spent_prefix="spent_", floor=True)
 
 
-@router.get("/v1/usage", response_model=None)
+@router.get("/v1/usage", response_model=UsageReport, response_model_exclude_unset=True)
+@declares(raises=(*WHOSE, *STORE_FAILURES))
 async def usage(
     user: CurrentCaller,
     services: ServicesDep,
-    start: Annotated[date | None, Query(alias="from")] = None,
-    end: Annotated[date | None, Query(alias="to")] = None,
+    start: Annotated[
+        date | None, Query(alias="from", description=f"First UTC day (default: {DEFAULT_RANGE_DAYS} days before `to`).")
+    ] = None,
+    end: Annotated[
+        date | None, Query(alias="to", description=f"Last UTC day, at most {MAX_RANGE_DAYS} days after `from`.")
+    ] = None,
     user_id: str | None = None,
     recent: Annotated[int, Query(ge=0, le=200)] = 0,
 ) -> dict[str, Any]:
@@ -129,7 +197,8 @@ async def usage(
     }
 
 
-@router.get("/v1/usage/streams", response_model=None)
+@router.get("/v1/usage/streams", response_model=RecentStreams)
+@declares(raises=(*WHOSE, *STORE_FAILURES))
 async def recent_streams(
     user: CurrentCaller,
     services: ServicesDep,
@@ -144,6 +213,7 @@ async def recent_streams(
 
 
 @router.get("/v1/usage/stream", response_model=None)
+@declares(raises=WHOSE, events=SPEND_EVENTS)
 async def usage_stream(user: HeaderOrTicketCaller, services: ServicesDep, user_id: str | None = None) -> FollowResponse:
     """Live spend: `spend.tick` while a stream runs (estimated), `spend.stream` when it ends (settled)."""
     who = target_user(user, user_id)
