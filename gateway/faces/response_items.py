@@ -2,8 +2,9 @@
 official SDKs parse and accumulate (`openai.lib.streaming.responses`, the AI SDK's Responses provider).
 
 An item is opened (`response.output_item.added`, then its first part), grows by deltas, and is closed
-(`….done` events, then `response.output_item.done`) as `completed`, or as `incomplete` when a restart or a seam
-voids it: a voided item is left out of the response's final `output`.
+(`….done` events, then `response.output_item.done`) as `completed`, or only by `response.output_item.done` as
+`incomplete` when a restart or a seam voids it (a voided item is left out of the response's final `output`) or
+the answer failed.
 """
 
 from __future__ import annotations
@@ -68,14 +69,20 @@ class MessageItem:
         self.logprobs.extend(tokens)
         return {"type": "response.output_text.delta", **self._where(), "delta": "", "logprobs": tokens}
 
-    def closed(self, status: Status) -> list[Json]:
-        self.status = status
+    def closed(self) -> list[Json]:
+        self.status = "completed"
         part = self.part()
         return [
             {"type": "response.output_text.done", **self._where(), "text": part["text"], "logprobs": self.logprobs},
             {"type": "response.content_part.done", **self._where(), "part": part},
             {"type": "response.output_item.done", "output_index": self.index, "item": self.item()},
         ]
+
+    def abandoned(self) -> list[Json]:
+        """Closed as `incomplete` (voided, or the answer failed): only `output_item.done`, since the SDKs parse the
+        text of an `output_text.done` against the requested format, and this text is not a finished answer."""
+        self.status = "incomplete"
+        return [{"type": "response.output_item.done", "output_index": self.index, "item": self.item()}]
 
     def _where(self) -> Json:
         return {"item_id": self.id, "output_index": self.index, "content_index": 0}

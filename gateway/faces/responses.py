@@ -24,7 +24,7 @@ from starlette.responses import Response
 from gateway.errors import error_response
 from gateway.faces import sse
 from gateway.faces.answer import Gathered
-from gateway.faces.response_items import CallItem, Item, Json, MessageItem, ReasoningItem, logprob_json
+from gateway.faces.response_items import CallItem, Item, Json, MessageItem, ReasoningItem, Status, logprob_json
 from gateway.responses_body import ResponsesBody
 from sessions.errors import GatewayError
 from sessions.events import Delta, Done, Draining, Error, Event, Fallback, Logprobs, Reasoning, Seam
@@ -132,11 +132,11 @@ class Output(Gathered):
         self.items.append(self.msg)
         return self.msg, out + self.msg.opened()
 
-    def _close_message(self, status: str = "completed") -> list[Json]:
+    def _close_message(self, status: Status = "completed") -> list[Json]:
         msg, self.msg = self.msg, None
         if msg is None:
             return []
-        return msg.closed("incomplete" if status == "incomplete" else "completed")
+        return msg.closed() if status == "completed" else msg.abandoned()
 
     def _close_thinking(self) -> list[Json]:
         item, self.thinking = self.thinking, None
