@@ -198,3 +198,35 @@ async def test_a_structured_stream_that_fails_mid_answer_ends_with_json_that_par
     assert final.output_parsed == Fox(**FOX)
     assert json.loads("".join(deltas)) == FOX
     assert [f["to_model"] for f in (final.model_extra or {})["gateway"]["fallbacks"]] == [second]
+
+
+async def test_log_probabilities_ride_the_text_deltas(live_factory: Callable[..., Any], emu: Emulator) -> None:
+    emu.reset()
+    live: Live = await live_factory(
+        openai_base_url=emu.openai_base_url,
+        openai_api_key="sk-operator-openai",
+        gateway_allow_operator_keys=True,
+        gateway_models=json.dumps([{"id": "gpt-4.1-mini", "provider": "openai"}]),
+    )
+    emu.default(Script(text=("Hi", " there")), model="gpt-4.1-mini")
+    async with AsyncOpenAI(base_url=f"{live.url}/v1", api_key=live.token, max_retries=0) as client:
+        async with client.responses.stream(
+            model="gpt-4.1-mini",
+            input="hi",
+            include=["message.output_text.logprobs"],
+            top_logprobs=2,
+            extra_body={"fallbacks": []},
+        ) as stream:
+            events = [e async for e in stream]
+            final = await stream.get_final_response()
+        plain = await client.responses.create(
+            model="gpt-4.1-mini", input="hi", include=["message.output_text.logprobs"], extra_body={"fallbacks": []}
+        )
+    streamed = [lp for e in events if e.type == "response.output_text.delta" for lp in e.logprobs or []]
+    assert [lp.token for lp in streamed] == ["Hi", " there"]
+    assert all(len(lp.top_logprobs) == 2 for lp in streamed)
+    (part,) = final.output[0].content  # type: ignore[union-attr]
+    assert part.type == "output_text" and [lp.token for lp in part.logprobs or []] == ["Hi", " there"]
+    sent = requests_for(emu, "gpt-4.1-mini")[0].body
+    assert sent["logprobs"] is True and sent["top_logprobs"] == 2
+    assert [lp.token for lp in plain.output[0].content[0].logprobs or []] == ["Hi", " there"]  # type: ignore[union-attr]
