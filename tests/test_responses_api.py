@@ -8,6 +8,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -226,6 +227,9 @@ async def test_fields_it_cannot_honour_are_refused_by_name(client: AsyncOpenAI) 
         await client.responses.create(model="mock", input="hi", max_output_tokens=0)
     assert bad.value.status_code == 400 and bad.value.param == "max_output_tokens"
     assert bad.value.code == "invalid_parameter" and bad.value.type == "invalid_request_error"
+    with pytest.raises(openai.BadRequestError) as empty:
+        await client.responses.create(model="mock", input=[], instructions="Be brief.")
+    assert empty.value.param == "input" and empty.value.code == "invalid_parameter"
     # Fields sent as null, or as the API's own default, ask for nothing: they are accepted.
     ok = await client.responses.create(
         model="mock", input="hi [[mock tokens=2]]", extra_body={"background": False, "prompt_cache_key": None}
@@ -286,3 +290,13 @@ async def test_closing_the_stream_stops_generation(live: Live, client: AsyncOpen
             await asyncio.sleep(0.02)
     assert session.record is not None and session.record.status == "cancelled"
     assert 0 < session.record.output_tokens < 5000
+
+
+async def test_the_readme_snippet_runs(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    block = readme.split("<!-- snippet: responses -->\n```python\n", 1)[1].split("```", 1)[0]
+    code = block.replace("http://127.0.0.1:8000", live.url)
+    await asyncio.to_thread(exec, code, {"TOKEN": live.token})
+    printed = capsys.readouterr().out
+    words, cost = printed.split("\ncost: ")
+    assert len(words.split()) == 40 and Decimal(cost.strip()) > 0

@@ -97,6 +97,8 @@ async def create_response(request: Request, user: CurrentUser, body: Body, servi
     refuse_extras(body)
     keep = stores(body, services)
     items = await conversation(body, user.user_id, services.responses)
+    if not items:
+        raise fail("invalid_parameter", "input: give at least one item (or a string)", details={"param": "input"})
     messages = check_size(
         to_messages(items, body.instructions),
         max_messages=s.gateway_max_messages,
