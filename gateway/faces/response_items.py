@@ -46,9 +46,7 @@ class MessageItem:
 
     def delta_frame(self, seq: int, text: str) -> bytes:
         self.text.append(text)
-        return b"".join(
-            (self.delta_head, str(seq).encode(), self.delta_mid, orjson.dumps(text), b',"logprobs":[]}\n\n')
-        )
+        return b'%b%d%b%b,"logprobs":[]}\n\n' % (self.delta_head, seq, self.delta_mid, orjson.dumps(text))
 
     def part(self) -> Json:
         return {"type": "output_text", "text": "".join(self.text), "annotations": [], "logprobs": self.logprobs}

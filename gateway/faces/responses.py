@@ -286,8 +286,9 @@ class ResponseEvents:
         for entry in batch:
             ev = entry.event
             if type(ev) is Delta:
-                msg, opened = out.message()
-                if opened:
+                msg = out.msg
+                if msg is None:
+                    msg, opened = out.message()
                     parts += self._frames(opened)
                 parts.append(msg.delta_frame(self._seq, ev.text))
                 self._seq += 1
