@@ -8,6 +8,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import openai
 import pytest
 from openai import AsyncOpenAI
 from pydantic import BaseModel
@@ -230,3 +231,51 @@ async def test_log_probabilities_ride_the_text_deltas(live_factory: Callable[...
     sent = requests_for(emu, "gpt-4.1-mini")[0].body
     assert sent["logprobs"] is True and sent["top_logprobs"] == 2
     assert [lp.token for lp in plain.output[0].content[0].logprobs or []] == ["Hi", " there"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("model", MODELS)
+async def test_a_forced_function_is_called_on_each_provider(emu: Emulator, client: AsyncOpenAI, model: str) -> None:
+    emu.script(Script(text=(), tool_call=ToolCallScript(arguments=('{"city":', '"Oslo"}'))), model=model)
+    resp = await client.responses.create(
+        model=model, input="Oslo?", tools=WEATHER, tool_choice={"type": "function", "name": "get_weather"}
+    )
+    assert [(o.type, getattr(o, "name", None)) for o in resp.output] == [("function_call", "get_weather")]
+    (rec,) = requests_for(emu, model)
+    assert rec.rejected is None and "get_weather" in json.dumps(rec.body)
+
+
+async def test_what_the_first_model_cannot_take_is_refused_naming_it_and_the_model(client: AsyncOpenAI) -> None:
+    cases: list[tuple[str, dict[str, Any], str]] = [
+        ("gpt-5-mini", {"temperature": 0.5}, "temperature"),
+        ("claude-sonnet-4-5", {"temperature": 0.5, "top_p": 0.5}, "top_p"),
+        ("gemini-2.5-flash", {"tools": [{**WEATHER[0], "strict": True}]}, "tools[0].strict"),
+        ("gemini-2.5-flash", {"tools": WEATHER, "parallel_tool_calls": False}, "parallel_tool_calls"),
+        ("gpt-5-mini", {"include": ["message.output_text.logprobs"]}, "include"),
+    ]
+    for model, fields, param in cases:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.responses.create(model=model, input="hi", **fields)
+        assert refused.value.code == "unsupported_parameter" and refused.value.param == param, refused.value.body
+        assert repr(model) in refused.value.message
+
+
+async def test_a_call_cut_in_half_never_reaches_the_client_and_the_next_model_makes_it_whole(
+    emu: Emulator, client: AsyncOpenAI
+) -> None:
+    first, second = FIRST["openai"], FIRST["anthropic"]
+    pieces_ = ('{"city":', '"Pa', 'ris"}')
+    emu.script(Script(text=(), tool_call=ToolCallScript(arguments=pieces_), drop_after=2), model=first)
+    emu.script(Script(text=(), tool_call=ToolCallScript(arguments=pieces_)), model=second)
+    async with client.responses.stream(
+        model=first, input="Weather in Paris?", tools=WEATHER, extra_body={"fallbacks": [second]}
+    ) as stream:
+        events = [e async for e in stream]
+        final = await stream.get_final_response()
+    added = [e.item for e in events if e.type == "response.output_item.added"]
+    assert [i.type for i in added] == ["function_call"]  # one call, sent once it was whole
+    args = [e.delta for e in events if e.type == "response.function_call_arguments.delta"]
+    assert [json.loads(a) for a in args] == [{"city": "Paris"}]
+    (call,) = final.output
+    assert call.type == "function_call" and json.loads(call.arguments) == {"city": "Paris"}
+    fallbacks = (final.model_extra or {})["gateway"]["fallbacks"]
+    assert [(f["to_model"], f["mode"]) for f in fallbacks] == [(second, "restart")]
