@@ -102,6 +102,12 @@ class ResponsesBody(_In):
         return r is not None and (r.summary or r.generate_summary) is not None
 
 
+def shown(value: object) -> str:
+    """A value the client sent, named in an error: its repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
 def unsupported(param: str, why: str) -> GatewayError:
     return fail("unsupported_parameter", f"{param}: {why}", details={"param": param})
 
@@ -117,7 +123,7 @@ def refuse_extras(body: ResponsesBody) -> None:
         _no_extras(body.reasoning, "reasoning")
     for item in body.include or ():
         if item != LOGPROBS_INCLUDE:
-            raise unsupported("include", f"{item!r} is not supported (only {LOGPROBS_INCLUDE!r})")
+            raise unsupported("include", f"{shown(item)} is not supported (only {LOGPROBS_INCLUDE!r})")
     text = body.text
     if text is not None:
         _no_extras(text, "text")
@@ -138,7 +144,7 @@ def tools_of(body: ResponsesBody) -> tuple[ToolSpec, ...]:
     for i, raw in enumerate(body.tools or ()):
         kind = raw.get("type")
         if kind != "function":
-            raise unsupported(f"tools[{i}].type", f"{kind!r} tools are not supported: only function tools")
+            raise unsupported(f"tools[{i}].type", f"{shown(kind)} tools are not supported: only function tools")
         tool = FunctionTool.model_validate(raw)
         _no_extras(tool, f"tools[{i}]")
         params = tool.parameters if tool.parameters is not None else {"type": "object", "properties": {}}
@@ -155,7 +161,7 @@ def tool_choice_of(body: ResponsesBody) -> ToolChoice | None:
     if isinstance(tc, ToolChoiceFunction):
         _no_extras(tc, "tool_choice")
         return ToolChoice("function", tc.name)
-    raise unsupported("tool_choice", f"{tc.get('type')!r} is not supported: auto, none, required or a function")
+    raise unsupported("tool_choice", f"{shown(tc.get('type'))} is not supported: auto, none, required or a function")
 
 
 def response_format_of(body: ResponsesBody) -> ResponseFormat | None:

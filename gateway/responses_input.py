@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from gateway.responses_body import unsupported
+from gateway.responses_body import shown, unsupported
 from providers.base import ContentPart, ImagePart, Message, Role, TextPart, ToolCall
 from sessions.errors import GatewayError, fail
 
@@ -61,7 +61,7 @@ def resolve(items: Sequence[Item], found: Mapping[str, Item]) -> list[Item]:
         if ref is None:
             raise fail(
                 "response_not_found",
-                f"input[{i}].id: no kept item {item.get('id')!r} (only items of responses stored here are known)",
+                f"input[{i}].id: no kept item {shown(item.get('id'))} (only items of responses stored here are known)",
                 details={"param": f"input[{i}].id"},
             )
         out.append(ref)
@@ -76,7 +76,7 @@ def to_messages(items: Sequence[Item], instructions: str | None) -> tuple[Messag
         kind = type_of(item)
         allowed = _ALLOWED.get(kind) if isinstance(kind, str) else None
         if allowed is None:
-            raise unsupported(f"input[{i}].type", f"{kind!r} items are not supported")
+            raise unsupported(f"input[{i}].type", f"{shown(kind)} items are not supported")
         for key, value in item.items():
             if key not in allowed and value is not None:
                 raise unsupported(f"input[{i}].{key}", "not supported by this gateway")
@@ -133,7 +133,7 @@ def _part(part: Any, role: Role, where: str) -> ContentPart:
         if not isinstance(url, str) or not url:
             raise unsupported(f"{where}.image_url", "an image is taken by URL or data: URL (no file_id)")
         return ImagePart(url)
-    raise unsupported(f"{where}.type", f"{kind!r} parts are not supported in a {role} message")
+    raise unsupported(f"{where}.type", f"{shown(kind)} parts are not supported in a {role} message")
 
 
 def _only(part: Mapping[str, Any], keys: set[str], where: str) -> None:
