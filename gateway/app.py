@@ -18,13 +18,22 @@ from gateway.errors import install_error_handlers
 from gateway.metrics import MeteredLedger, Metrics
 from gateway.openapi import document
 from gateway.routes import budget as budget_routes
-from gateway.routes import health, metrics, models, openai_compat, pages, streams, usage, ws
+from gateway.routes import health, metrics, models, openai_compat, pages, responses, streams, usage, ws
 from gateway.routes import keys as key_routes
 from gateway.routes import tickets as ticket_routes
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.tickets import MemoryTicketStore
-from gateway.wiring import build_auth, build_catalog, build_keys, build_providers, build_router, build_store, limits_of
+from gateway.wiring import (
+    build_auth,
+    build_catalog,
+    build_keys,
+    build_providers,
+    build_router,
+    build_store,
+    limits_of,
+    memory_responses,
+)
 from sessions.ledger import LedgerWriter
 from sessions.manager import SessionManager
 from sessions.registry import StreamRegistry
@@ -112,6 +121,7 @@ def build_services(settings: Settings, tracer_provider: TracerProvider | None = 
         budgets=budgets,
         metrics=stats,
         tickets=cluster.tickets if cluster is not None else MemoryTicketStore(),
+        responses=cluster.responses if cluster is not None else memory_responses(settings),
         cluster=cluster,
         dev_token=auth.mint_dev_token() if settings.is_dev else None,
         tracing=tracing,
@@ -165,7 +175,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
             allow_headers=["authorization", "content-type", "last-event-id", "x-client-id"],
             expose_headers=["x-stream-id"],
         )
-    for module in (health, metrics, models, streams, ws, usage, openai_compat, pages):
+    for module in (health, metrics, models, streams, ws, usage, openai_compat, responses, pages):
         app.include_router(module.router)
     app.include_router(ticket_routes.router)
     app.include_router(key_routes.router)

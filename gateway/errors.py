@@ -77,7 +77,8 @@ def gateway_body(err: GatewayError) -> dict[str, Any]:
 
 
 def openai_body(err: GatewayError) -> dict[str, Any]:
-    return {"error": {"message": err.message, "type": TABLE[err.kind].openai, "param": None, "code": err.code}}
+    param = (err.details or {}).get("param")
+    return {"error": {"message": err.message, "type": TABLE[err.kind].openai, "param": param, "code": err.code}}
 
 
 def anthropic_body(err: GatewayError) -> dict[str, Any]:
@@ -126,7 +127,7 @@ def invalid_body(errors: list[Any]) -> GatewayError:
     code = "invalid_json" if any(e.get("type") == "json_invalid" for e in errors) else "invalid_request"
     loc = [str(p) for p in first.get("loc", ()) if p != "body"]
     where = ".".join(loc) or "body"
-    return fail(code, f"{where}: {first.get('msg', 'invalid')}")
+    return fail(code, f"{where}: {first.get('msg', 'invalid')}", details={"param": where} if loc else None)
 
 
 def store_failure(exc: Exception) -> GatewayError:

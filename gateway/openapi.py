@@ -152,7 +152,7 @@ class GatewayErrorBody(_Doc):
 class OpenAIErrorDetail(_Doc):
     message: str
     type: str
-    param: None
+    param: str | None = Field(description="The request field the error is about, where there is one.")
     code: str
 
 

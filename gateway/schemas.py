@@ -85,20 +85,31 @@ def _content(m: InMessage) -> str | tuple[ContentPart, ...]:
 def to_chat_request(body: ChatBody, *, max_messages: int, max_prompt_chars: int) -> ChatRequest:
     if len(body.messages) > max_messages:
         raise fail("too_many_messages", f"at most {max_messages} messages")
-    msgs = tuple(
-        Message(
-            "system" if m.role == "developer" else m.role,
-            _content(m),
-            tuple(ToolCall(tc.id, tc.function.name, tc.function.arguments) for tc in m.tool_calls or ()),
-            m.tool_call_id,
-        )
-        for m in body.messages
+    msgs = check_size(
+        tuple(
+            Message(
+                "system" if m.role == "developer" else m.role,
+                _content(m),
+                tuple(ToolCall(tc.id, tc.function.name, tc.function.arguments) for tc in m.tool_calls or ()),
+                m.tool_call_id,
+            )
+            for m in body.messages
+        ),
+        max_messages=max_messages,
+        max_prompt_chars=max_prompt_chars,
     )
-    if sum(len(m.text()) for m in msgs) > max_prompt_chars:
-        raise fail("prompt_too_large", f"the prompt is over {max_prompt_chars} characters")
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
     tools = tuple(ToolSpec(t.function.name, t.function.description, t.function.parameters) for t in body.tools or ())
     return ChatRequest(msgs, body.max_tokens, body.temperature, stop, tools)
+
+
+def check_size(msgs: tuple[Message, ...], *, max_messages: int, max_prompt_chars: int) -> tuple[Message, ...]:
+    """The conversation, if it is within the gateway's limits on messages and characters."""
+    if len(msgs) > max_messages:
+        raise fail("too_many_messages", f"at most {max_messages} messages")
+    if sum(len(m.text()) for m in msgs) > max_prompt_chars:
+        raise fail("prompt_too_large", f"the prompt is over {max_prompt_chars} characters")
+    return msgs
 
 
 def to_start_params(body: ChatBody, client_id: str | None, *, max_messages: int, max_prompt_chars: int) -> StartParams:

@@ -11,6 +11,7 @@ from gateway.budgets import StoreBudgetGuard
 from gateway.bus import SpendBus
 from gateway.keys import UserKeyDirectory
 from gateway.metrics import Metrics
+from gateway.response_store import ResponseStore
 from gateway.settings import Settings
 from gateway.stores.base import Store
 from gateway.tickets import TicketStore
@@ -38,6 +39,7 @@ class Services:
     budgets: StoreBudgetGuard
     metrics: Metrics
     tickets: TicketStore  # in memory, or shared through Redis with several instances
+    responses: ResponseStore  # kept Responses API responses: in memory, or in Redis with several instances
     cluster: Cluster | None  # with REDIS_URL: what this instance shares with the others
     dev_token: str | None  # development only: a token for the local user, printed at start
     tracing: Tracing | None  # with OTEL_EXPORTER_OTLP_ENDPOINT (or a tracer provider given to create_app)

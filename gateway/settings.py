@@ -191,6 +191,17 @@ class Settings(BaseSettings):
     gateway_stream_log_max_bytes: int = Field(
         4 * 1024 * 1024, ge=4096, description="Bytes of a stream's events kept for resuming."
     )
+    gateway_responses_ttl_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="How long a Responses API response is kept (for `previous_response_id`, `item_reference` and "
+        "`GET /v1/responses/{id}`) unless the request said `store: false`; 0 keeps none and refuses `store: true`.",
+    )
+    gateway_responses_memory_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=0,
+        description="Without Redis: the most bytes of kept responses held in memory (the oldest go first).",
+    )
     gateway_drain_deadline_s: float = Field(
         25.0,
         ge=0,

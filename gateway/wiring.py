@@ -10,6 +10,7 @@ import httpx
 from gateway.auth import DEV_ISSUER, Authenticator, HS256Verifier, JWKSCache, JWKSVerifier
 from gateway.crypto import key_ring_for
 from gateway.keys import OperatorKeyDirectory, UserKeyDirectory
+from gateway.response_store import MemoryResponseStore
 from gateway.settings import Settings
 from gateway.stores.base import SecretStore, Store
 from gateway.stores.sqlite import SQLiteStore
@@ -68,6 +69,11 @@ def build_keys(settings: Settings, store: SecretStore) -> UserKeyDirectory:
         shared=compatible_credentials(settings),
     )
     return UserKeyDirectory(store, key_ring_for(settings), operator_keys)
+
+
+def memory_responses(settings: Settings) -> MemoryResponseStore:
+    ttl, most = settings.gateway_responses_ttl_s, settings.gateway_responses_memory_bytes
+    return MemoryResponseStore(ttl_s=ttl, max_bytes=most)
 
 
 def limits_of(settings: Settings) -> Limits:

@@ -90,6 +90,9 @@ CODES: dict[str, Kind] = {
     "bad_request": "bad_request",
     "context_length_exceeded": "bad_request",
     "content_filtered": "bad_request",
+    "unsupported_parameter": "bad_request",
+    "invalid_parameter": "bad_request",
+    "response_not_found": "not_found",
     # credentials
     "missing_token": "unauthorized",
     "invalid_token": "unauthorized",

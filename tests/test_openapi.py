@@ -242,8 +242,11 @@ async def test_the_document_names_security_errors_and_media_types(live: Live) ->
                 body, narrowed = answer["content"]["application/json"]["schema"]["allOf"]
                 codes = narrowed["properties"]["error"]["properties"].get("code", {}).get("enum", [])
                 assert all(TABLE[CODES[c]].status == int(status) for c in codes), (path, method, status)
-                face = "OpenAIErrorBody" if path == "/v1/chat/completions" else "GatewayErrorBody"
+                face = "OpenAIErrorBody" if path.startswith(OPENAI_PATHS) else "GatewayErrorBody"
                 assert body == {"$ref": f"#/components/schemas/{face}"}, (path, method)
+
+
+OPENAI_PATHS = ("/v1/chat/completions", "/v1/responses")
 
 
 def test_every_event_type_has_its_json_in_the_document() -> None:

@@ -18,8 +18,10 @@ from gateway.cluster.limits import RedisUserLimiter
 from gateway.cluster.liveness import Liveness
 from gateway.cluster.redis_log import LogKeys, MirroredLog, RedisLogMirror
 from gateway.cluster.remote import RedisRemoteStreams
+from gateway.cluster.responses import RedisResponseStore
 from gateway.cluster.tickets import RedisTicketStore
 from gateway.settings import Settings
+from gateway.wiring import memory_responses
 
 # A finished stream's shared log outlives the owner's resume window by this much, so a client that resumes
 # elsewhere at the very end of the window still reads the tail.
@@ -47,6 +49,7 @@ class Cluster:
     control: ClusterControl
     remote: RedisRemoteStreams
     tickets: RedisTicketStore
+    responses: RedisResponseStore
     limiter: RedisUserLimiter
     breaker: RedisBreaker
     liveness: Liveness
@@ -96,6 +99,13 @@ def build_cluster(settings: Settings, redis_url: str, on_cancel: Callable[[str, 
         control=control,
         remote=RedisRemoteStreams(redis, keys, control, liveness, health),
         tickets=RedisTicketStore(redis, prefix, health=health),
+        responses=RedisResponseStore(
+            redis,
+            prefix,
+            ttl_s=settings.gateway_responses_ttl_s,
+            fallback=memory_responses(settings),
+            health=health,
+        ),
         limiter=RedisUserLimiter(
             redis,
             prefix,

@@ -5,6 +5,8 @@
 - gateway events over the WebSocket (`/v1/ws`, `?batch=1`): `socket.SocketFrames` on a `socket.SocketChannel`;
 - OpenAI Chat Completions (`POST /v1/chat/completions`): `chat_completions.CompletionChunks` on an
   `sse.SSEChannel`, or `chat_completions.CompletionReply` on an `http.BodyChannel`;
+- OpenAI Responses (`POST /v1/responses`): `responses.ResponseEvents` on an `sse.SSEChannel`, or
+  `responses.ResponseReply` on an `http.BodyChannel` (both read one `responses.Output`);
 - live spend (`GET /v1/usage/stream`): the bus (`spend.SpendSource`) through `spend.SpendFrames` on an
   `sse.SSEChannel`.
 

@@ -16,100 +16,29 @@ from starlette.responses import Response
 
 from gateway.errors import error_response, openai_body
 from gateway.faces import sse
-from providers.segments import Segment
-from sessions.errors import GatewayError, fail, kind_of
-from sessions.events import (
-    Delta,
-    Done,
-    Draining,
-    Error,
-    Event,
-    Fallback,
-    Seam,
-    SegmentUsage,
-    Started,
-    ToolCallDelta,
-    event_segment_json,
-    money,
-)
+from gateway.faces.answer import Gathered
+from sessions.errors import GatewayError
+from sessions.events import Delta, Done, Event, Fallback, Seam, Started, ToolCallDelta
 from sessions.log import LogEntry
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
 
 
-class _Call:
-    __slots__ = ("arguments", "id", "name")
-
-    def __init__(self) -> None:
-        self.id: str | None = None
-        self.name: str | None = None
-        self.arguments: list[str] = []
-
-
-class Answer:
+class Answer(Gathered):
     """What a Chat Completions reply says about one stream, kept up to date from its events."""
 
     def __init__(self, stream_id: str, model: str) -> None:
+        super().__init__(stream_id, model)
         self.id = "chatcmpl-" + stream_id.removeprefix("st_")
-        self.stream_id = stream_id
         self.created = int(time.time())
-        self.model = model  # the model answering at this moment
-        self.text: list[str] = []
-        self.tool_calls: dict[int, _Call] = {}
-        self.fallbacks: list[dict[str, Any]] = []
-        self.segments: list[Segment] = []
-        self.done: Done | None = None
-        self.error: GatewayError | None = None
-
-    def take(self, ev: Event) -> None:
-        if isinstance(ev, Delta):
-            self.text.append(ev.text)
-        elif isinstance(ev, Started):
-            self.model = ev.model
-        elif isinstance(ev, ToolCallDelta):
-            call = self.tool_calls.setdefault(ev.index, _Call())
-            call.id = ev.call_id if ev.call_id is not None else call.id
-            call.name = ev.name if ev.name is not None else call.name
-            call.arguments.append(ev.arguments)
-        elif isinstance(ev, Fallback):
-            self.fallbacks.append(ev.wire())
-            self.model = ev.to_model
-            if ev.mode == "restart":  # the partial answer and tool calls are void: the next model starts over
-                self.text.clear()
-                self.tool_calls.clear()
-        elif isinstance(ev, Seam):
-            kept = "".join(self.text)[: ev.keep_chars]
-            self.text[:] = [kept]
-        elif isinstance(ev, SegmentUsage):
-            self.segments.append(ev.segment)
-        elif isinstance(ev, Done):
-            self.done = ev
-        elif isinstance(ev, Error):
-            kind = kind_of(ev.code)
-            self.error = GatewayError(kind, ev.code, ev.message, retryable=ev.retryable, retry_after_s=ev.retry_after_s)
-        elif isinstance(ev, Draining):
-            self.error = fail("draining", ev.message)
 
     def finish_reason(self) -> str:
         reason = self.done.finish_reason if self.done is not None else None
         return _FINISH.get(str(reason), "stop")
 
     def usage(self) -> dict[str, int]:
-        segs = self.done.segments if self.done is not None else ()
-        inp = sum(s.usage.input_tokens for s in segs)
-        out = sum(s.usage.output_tokens for s in segs)
+        inp, out, _, _ = self.usage_totals()
         return {"prompt_tokens": inp, "completion_tokens": out, "total_tokens": inp + out}
-
-    def gateway(self) -> dict[str, Any]:
-        done = self.done
-        segs = done.segments if done is not None else self.segments
-        return {
-            "stream_id": self.stream_id,
-            "cost_usd": money(done.cost_usd) if done is not None else None,
-            "estimated": bool(done is not None and any(s.estimated for s in done.segments)),
-            "fallbacks": self.fallbacks,
-            "segments": [event_segment_json(s) for s in segs],
-        }
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
         return {

@@ -3,7 +3,7 @@ pump, and the channel for faces that answer with one body at the end."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from starlette.responses import Response
@@ -16,7 +16,8 @@ from sessions.pump import Channel, FaceEncoder, OnDisconnect, Source, Watcher, f
 
 
 class FollowResponse(Response):
-    """Follows `source` through `encoder` to the channel that `channel(send, receive)` builds, when served."""
+    """Follows `source` through `encoder` to the channel that `channel(send, receive)` builds, when served; then
+    awaits `then()` (what the route does once the answer is out, such as keeping it)."""
 
     def __init__(
         self,
@@ -26,12 +27,14 @@ class FollowResponse(Response):
         *,
         on_disconnect: OnDisconnect = "detach",
         until: Sequence[Watcher] = (),
+        then: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.source = source
         self.encoder = encoder
         self.channel = channel
         self.on_disconnect: OnDisconnect = on_disconnect
         self.until = until
+        self.then = then
         self.status_code = 200
         self.background = None
         self.raw_headers = []
@@ -39,6 +42,8 @@ class FollowResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         channel = self.channel(send, receive)
         await follow(self.source, self.encoder, channel, on_disconnect=self.on_disconnect, until=self.until)
+        if self.then is not None:
+            await self.then()
 
 
 async def _no_receive() -> Message:
