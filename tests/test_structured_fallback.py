@@ -96,7 +96,7 @@ def test_the_document_seam_cuts_the_repeat_and_resets_where_the_documents_part()
     assert same.reset is None and same.done
 
     other = DocumentAligner('{"a":1,"b"')
-    assert [other.feed(t) for t in ('{"a":', '2}')] == ["", "2}"]
+    assert [other.feed(t) for t in ('{"a":', "2}")] == ["", "2}"]
     assert other.reset == SeamReset(5, 5, "continuation_restarted")
 
     shorter = DocumentAligner('{"a":1,"b":')
