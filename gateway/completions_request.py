@@ -248,17 +248,22 @@ def refused(refusal: Refusal, more: int) -> GatewayError:
 
 def start_params(
     body: CompletionBody, client_id: str | None, *, strict: bool, max_messages: int, max_prompt_chars: int
-) -> tuple[StartParams, tuple[DroppedParam, ...]]:
+) -> tuple[StartParams, tuple[Refusal, ...]]:
     """What the session is started with, and the fields the gateway left out (lenient). Raises
     `unsupported_parameter` for the first field it cannot honour (always, or when strict)."""
     found = refusals(body)
     blocking = [r for r in found if not (r.droppable and not strict)]
     if blocking:
         raise refused(blocking[0], len(blocking) - 1)
-    dropped = tuple(DroppedParam(r.param, body.model, r.reason) for r in found)
+    dropped = tuple(found)
     request = to_chat_request(body, max_messages=max_messages, max_prompt_chars=max_prompt_chars)
     fallbacks = tuple(body.fallbacks) if body.fallbacks is not None else None
     params = StartParams(
         client_id, body.model, fallbacks, request, body.on_midstream_failure, body.on_refusal, ParamPolicy(strict)
     )
     return params, dropped
+
+
+def dropped_for(model: str, left_out: tuple[Refusal, ...]) -> tuple[DroppedParam, ...]:
+    """The fields the gateway left out, as reported: for the model asked for (no model takes them)."""
+    return tuple(DroppedParam(r.param, model, r.reason) for r in left_out)

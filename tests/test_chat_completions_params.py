@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -311,3 +312,20 @@ def test_the_header_and_field_names_in_the_docs() -> None:
     doc = (Path(__file__).parent.parent / "docs" / "api-chat-completions.md").read_text()
     for name in ("x-gateway-dropped-params", "dropped_params", "strict_params", "cannot_honour", "x-request-id"):
         assert name in doc, name
+
+
+async def test_a_slow_first_token_gets_the_headers_with_a_heartbeat(live_factory: Callable[..., Any]) -> None:
+    """The headers wait for the answer to begin, but no longer than a heartbeat: a client sees the response start."""
+    slow: Live = await live_factory(gateway_sse_ping_s=0.2)
+    body = {"model": "mock", "messages": msgs("[[mock tokens=2 delay_ms=700]]"), "stream": True}
+    async with (
+        httpx.AsyncClient(base_url=slow.url, timeout=10) as http,
+        http.stream("POST", "/v1/chat/completions", headers=slow.headers(), json=body) as r,
+    ):
+        assert r.status_code == 200 and r.headers["x-stream-id"].startswith("st_")
+        frames = [f async for f in r.aiter_text()]
+    text = "".join(frames)
+    assert text.startswith(": ping\n\n")  # the heartbeat came first, before any chunk
+    datas = [line.removeprefix("data: ") for line in text.split("\n") if line.startswith("data: ")]
+    assert json.loads(datas[0])["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert datas[-1] == "[DONE]"

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from starlette.types import Receive, Send
 
 from gateway.completions_body import CompletionBody
-from gateway.completions_request import start_params
+from gateway.completions_request import dropped_for, start_params
 from gateway.deps import CurrentUser, JsonBody, ServicesDep
 from gateway.errors import speaking
 from gateway.faces.chat_completions import Answer, CompletionChunks, CompletionReply, HeldSSEChannel, Out
@@ -30,7 +30,7 @@ async def chat_completions(
 ) -> FollowResponse:
     s = services.settings
     strict = s.gateway_strict_params if body.strict_params is None else body.strict_params
-    params, dropped = start_params(
+    params, unhonoured = start_params(
         body,
         request.headers.get("x-client-id"),
         strict=strict,
@@ -39,10 +39,11 @@ async def chat_completions(
     )
     session = await services.sessions.start(user.user_id, params)
     fitted = session.fitted
+    model = services.catalog.resolve(body.model).id  # the model asked for, named by every chunk
     answer = Answer(
         session.id,
-        services.catalog.resolve(body.model).id,  # the model asked for, named by every chunk
-        dropped=dropped + (fitted.dropped if fitted is not None else ()),
+        model,
+        dropped=dropped_for(model, unhonoured) + (fitted.dropped if fitted is not None else ()),
         left_out=fitted.left_out if fitted is not None else (),
     )
     source = StreamSource(services.sessions.following(session))
