@@ -109,6 +109,8 @@ def _tuning(b: CompletionBody) -> Iterator[Refusal]:
         yield Refusal("store", "the gateway stores no completions with the provider", True)
     if b.stream_options is not None and b.stream_options.include_obfuscation:
         yield Refusal("stream_options.include_obfuscation", "the gateway does not obfuscate streams", True)
+    if b.max_tokens is not None and b.max_completion_tokens not in (None, b.max_tokens):
+        yield Refusal("max_tokens", "max_completion_tokens is the answer's limit instead", True)
     if b.user is not None and b.safety_identifier is not None and b.user != b.safety_identifier:
         yield Refusal("user", "safety_identifier is sent as the end-user id instead", True)
 

@@ -143,6 +143,7 @@ async def test_tuning_fields_with_no_equivalent_are_refused_when_strict(client: 
         ({"store": True}, "store"),
         ({"prompt_cache_key": "k"}, "prompt_cache_key"),
         ({"reasoning_effort": "max"}, "reasoning_effort"),
+        ({"max_tokens": 100, "max_completion_tokens": 200}, "max_tokens"),
         ({"messages": [{"role": "user", "content": "hi", "name": "ann"}]}, "messages[0].name"),
     ]:
         err = await refused(client, extra_body=body)
