@@ -17,6 +17,7 @@ from gateway.bus import build_bus
 from gateway.errors import install_error_handlers
 from gateway.metrics import MeteredLedger, Metrics
 from gateway.openapi import document
+from gateway.request_id import RequestIdMiddleware
 from gateway.routes import budget as budget_routes
 from gateway.routes import health, metrics, models, openai_compat, pages, responses, streams, usage, ws
 from gateway.routes import keys as key_routes
@@ -173,8 +174,9 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["authorization", "content-type", "last-event-id", "x-client-id"],
-            expose_headers=["x-stream-id"],
+            expose_headers=["x-stream-id", "x-request-id", "x-gateway-dropped-params"],
         )
+    app.add_middleware(RequestIdMiddleware)  # outermost: also on what CORS answers itself
     for module in (health, metrics, models, streams, ws, usage, openai_compat, responses, pages):
         app.include_router(module.router)
     app.include_router(ticket_routes.router)

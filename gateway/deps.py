@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeAlias, TypeVar
 
+import orjson
 from fastapi import Depends, Header, Query, Request
 from pydantic import BaseModel, ValidationError
 from starlette.requests import HTTPConnection
@@ -150,6 +151,12 @@ class BodyLimit:
     max_body_bytes: ClassVar[int]
 
 
+class UnknownFieldCode:
+    """Mixed into a body model to refuse a field it does not name with this code (else `invalid_request`)."""
+
+    unknown_field_code: ClassVar[str]
+
+
 _readers: dict[type[BaseModel], Callable[..., Awaitable[Any]]] = {}
 
 
@@ -165,12 +172,21 @@ def json_body(model: type[M]) -> Callable[..., Awaitable[M]]:
         try:
             return model.model_validate_json(raw)
         except ValidationError as exc:
-            raise invalid_body(list(exc.errors())) from None
+            unknown = getattr(model, "unknown_field_code", "invalid_request")
+            raise invalid_body(list(exc.errors()), unknown_field=unknown, data=_parsed(raw)) from None
 
     read.body_model = model  # type: ignore[attr-defined]  # read by gateway.openapi to document the body
     raising("invalid_json", "invalid_request", "request_too_large")(read)
     _readers[model] = read
     return read
+
+
+def _parsed(raw: bytes) -> Any:
+    """The body as JSON, to name the fields of a validation error (None when it is not JSON)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
 
 
 if TYPE_CHECKING:

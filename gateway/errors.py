@@ -1,9 +1,11 @@
 """The edge of the error family: one table from an error's kind to what each face shows, one body per face.
 
 - `TABLE`: kind -> HTTP status, WebSocket close code (for failures at the handshake; `None` where the kind only
-  ever reaches a socket as an `error` frame), OpenAI error `type`, Anthropic error `type`.
+  ever reaches a socket as an `error` frame), OpenAI error `type`, Anthropic error `type`, and the status the
+  provider-API faces answer with where it differs (their SDKs expect 400 for a body that fails validation).
 - Bodies: the gateway's own `{"error": {code, message, retryable?, retry_after_s?}}`; the OpenAI body
-  `{"error": {message, type, param, code}}`; the Anthropic body `{"type": "error", "error": {type, message}}`.
+  `{"error": {message, type, param, code}}` (`param` from the error's `details`); the Anthropic body
+  `{"type": "error", "error": {type, message}}`.
   (The WebSocket `error` frame is an event: `sessions.events`.)
 - Headers: `Retry-After` when a limit or an upstream said when to retry, `WWW-Authenticate` on 401, `Allow` on 405.
 
@@ -41,6 +43,7 @@ class Row:
     close: int | None  # WebSocket close code when it happens at the handshake
     openai: str
     anthropic: str
+    api_status: int | None = None  # on the OpenAI and Anthropic faces, when not `status`
 
 
 CLOSE_UNAUTHORIZED = 4401
@@ -48,7 +51,7 @@ CLOSE_FORBIDDEN_ORIGIN = 4403
 CLOSE_SERVICE_RESTART = 1012
 
 TABLE: dict[Kind, Row] = {
-    "invalid": Row(422, None, "invalid_request_error", "invalid_request_error"),
+    "invalid": Row(422, None, "invalid_request_error", "invalid_request_error", 400),
     "bad_request": Row(400, None, "invalid_request_error", "invalid_request_error"),
     "unauthorized": Row(401, CLOSE_UNAUTHORIZED, "authentication_error", "authentication_error"),
     "role_refused": Row(403, CLOSE_UNAUTHORIZED, "permission_error", "permission_error"),
@@ -78,7 +81,14 @@ def gateway_body(err: GatewayError) -> dict[str, Any]:
 
 def openai_body(err: GatewayError) -> dict[str, Any]:
     param = (err.details or {}).get("param")
-    return {"error": {"message": err.message, "type": TABLE[err.kind].openai, "param": param, "code": err.code}}
+    return {
+        "error": {
+            "message": err.message,
+            "type": TABLE[err.kind].openai,
+            "param": param if isinstance(param, str) else None,
+            "code": err.code,
+        }
+    }
 
 
 def anthropic_body(err: GatewayError) -> dict[str, Any]:
@@ -104,7 +114,7 @@ def error_response(err: GatewayError, face: Face = "gateway") -> Response:
     """The HTTP answer for an error, in the body shape of the face that was asked."""
     return Response(
         orjson.dumps(BODIES[face](err)),
-        status_code=TABLE[err.kind].status,
+        status_code=status_of(err, face),
         media_type="application/json",
         headers=error_headers(err),
     )
@@ -120,14 +130,58 @@ def face_of(request: Request) -> Face:
     return face
 
 
-def invalid_body(errors: list[Any]) -> GatewayError:
-    """A validation failure as the invalid kind: `invalid_json` when it did not parse, else `invalid_request`.
-    Only the field and the rule are named, never the submitted value."""
-    first = errors[0] if errors else {"loc": (), "msg": "invalid", "type": ""}
-    code = "invalid_json" if any(e.get("type") == "json_invalid" for e in errors) else "invalid_request"
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    where = ".".join(loc) or "body"
-    return fail(code, f"{where}: {first.get('msg', 'invalid')}", details={"param": where} if loc else None)
+_TAGS = ("role", "type")  # the discriminator fields of the bodies' unions
+
+
+def field_path(loc: Any, data: Any = None) -> str:
+    """A validation error's location as clients name a field: `messages[0].content`.
+
+    With the body's `data`, the labels pydantic adds for unions (a discriminator's tag, a member's type) are left
+    out by walking the data: a part that names nothing in it is such a label (but the last, which may name a
+    missing field)."""
+    parts = [p for p in loc if p != "body"]
+    out: list[str] = []
+    node, tagged = data, False
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if data is not None and _is_label(node, part, last, tagged):
+            tagged = True
+            continue
+        out.append(f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part)))
+        node, tagged = _child(node, part), False
+    return "".join(out)
+
+
+def _is_label(node: Any, part: Any, last: bool, tagged: bool) -> bool:
+    if isinstance(node, dict):
+        if not tagged and any(node.get(t) == part for t in _TAGS):
+            return True
+        return not last and part not in node
+    return isinstance(part, str) and not (last and node is None)
+
+
+def _child(node: Any, part: Any) -> Any:
+    if isinstance(node, dict):
+        return node.get(part)
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return node[part]
+    return None
+
+
+def invalid_body(errors: list[Any], *, unknown_field: str = "invalid_request", data: Any = None) -> GatewayError:
+    """A validation failure as the invalid kind: `invalid_json` when it did not parse, else `invalid_request`; a
+    field the body may not have gets the code `unknown_field` (the SDK faces say `unsupported_parameter`). Only
+    the field and the rule are named, never the submitted value; the field is also the error's `param`."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        first = errors[0]
+        return fail("invalid_json", f"{field_path(first.get('loc', ())) or 'body'}: {first.get('msg', 'invalid')}")
+    # Of a union's errors, one per member, an unknown field is the one that says what is wrong.
+    extra = [e for e in errors if e.get("type") == "extra_forbidden"]
+    first = (extra or errors or [{"loc": (), "msg": "invalid", "type": ""}])[0]
+    where = field_path(first.get("loc", ()), data) or "body"
+    if extra and unknown_field != "invalid_request":
+        return fail(unknown_field, f"{where}: not a parameter the gateway takes", details={"param": where})
+    return fail("invalid_request", f"{where}: {first.get('msg', 'invalid')}", details={"param": where})
 
 
 def store_failure(exc: Exception) -> GatewayError:
@@ -199,6 +253,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ClientDisconnect, on_disconnect)
 
 
-def status_of(err: GatewayError) -> int:
-    """The HTTP status a client gets for this error."""
-    return TABLE[err.kind].status
+def status_of(err: GatewayError, face: Face = "gateway") -> int:
+    """The HTTP status a client of `face` gets for this error."""
+    row = TABLE[err.kind]
+    return row.api_status if face != "gateway" and row.api_status is not None else row.status

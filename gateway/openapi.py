@@ -283,7 +283,9 @@ def _errors(op: dict[str, Any], route: APIRoute, decl: Declared, schemas: dict[s
     responses.pop("422", None)  # FastAPI's own validation body, which the gateway never sends
     by_status: dict[int, list[str]] = {}
     for code in decl.raises:
-        by_status.setdefault(TABLE[CODES[code]].status, []).append(code)
+        row = TABLE[CODES[code]]
+        status = row.api_status if face != "gateway" and row.api_status is not None else row.status
+        by_status.setdefault(status, []).append(code)
     if by_status:
         _add_schema(schemas, ERROR_BODIES[face], "serialization")
     for status, codes in sorted(by_status.items()):

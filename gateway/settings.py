@@ -159,6 +159,15 @@ class Settings(BaseSettings):
             "```"
         },
     )
+    gateway_strict_params: bool = Field(
+        True,
+        description="How the SDK faces (`POST /v1/chat/completions`) treat a request field the model (or the "
+        "gateway) cannot take, such as `temperature` on a reasoning model: true refuses the request with 400 "
+        "`unsupported_parameter` naming the field; false drops the field and reports it in the "
+        "`x-gateway-dropped-params` header and the reply's `gateway.dropped_params`. A request may choose "
+        "for itself with the extra body field `strict_params`. Either way a fallback model that cannot take what "
+        "the request keeps is left out of the chain, named in `gateway.skipped` (`cannot_honour`).",
+    )
     gateway_mock_enabled: bool = Field(
         True, description="Offer the built-in `mock` and `mock-backup` models (no keys, scriptable faults)."
     )

@@ -190,7 +190,11 @@ class Run:
         return AllModelsFailed(self.attempts, self.segments, self.last_error, code=code, retryable=retryable)
 
     def exhausted(self) -> AllModelsFailed:
-        """The chain ran out. A prompt too long for every model tried says so rather than `all_models_failed`."""
+        """The chain ran out. A prompt too long for every model tried says so rather than `all_models_failed`, and
+        so does a chain whose every model asked was rate limited (`all_models_rate_limited`: retry later)."""
         if isinstance(self.last_error, errors.ContextLengthExceeded):
             return self.failed(self.last_error.code, retryable=False)
+        asked = [a for a in self.attempts if a.segment is not None]
+        if asked and all(a.reason == errors.RateLimited.code for a in asked):
+            return self.failed("all_models_rate_limited", retryable=True)
         return self.failed("all_models_failed", retryable=True)

@@ -66,6 +66,7 @@ CODES: dict[str, Kind] = {
     "invalid_frame": "invalid",
     "invalid_request": "invalid",
     "unknown_type": "invalid",
+    "unsupported_parameter": "bad_request",  # a field the gateway (or the model) cannot honour, named in `param`
     "invalid_cursor": "bad_request",
     "frame_too_large": "too_large",
     "request_too_large": "too_large",
@@ -86,11 +87,11 @@ CODES: dict[str, Kind] = {
     "stream_owner_lost": "unavailable",
     "draining": "unavailable",
     "all_models_failed": "upstream",
+    "all_models_rate_limited": "limited",  # every model asked answered 429: retry after `retry_after_s`
     "midstream_failed": "upstream",
     "bad_request": "bad_request",
     "context_length_exceeded": "bad_request",
     "content_filtered": "bad_request",
-    "unsupported_parameter": "bad_request",
     "invalid_parameter": "bad_request",
     "response_not_found": "not_found",
     # credentials

@@ -16,6 +16,7 @@ from providers.segments import KeyResolver
 from sessions.allowance import Allowances
 from sessions.errors import GatewayError, fail, stream_not_found
 from sessions.events import Draining
+from sessions.fit import ParamPolicy, fit
 from sessions.follow import FollowedStream, LocalStream, RemoteStreams
 from sessions.limits import MemoryUserLimiter, UserLimiter
 from sessions.log import EventLog, MemoryEventLog
@@ -41,6 +42,8 @@ class StartParams:
     request: ChatRequest
     policy: MidstreamPolicy = "continue"
     on_refusal: RefusalPolicy = "error"
+    # Fit the request to the chain first (`sessions.fit`); None: send it as it is.
+    fit: ParamPolicy | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -126,6 +129,9 @@ class SessionManager:
             raise fail("draining", "the server is restarting; reconnect shortly")
         resolver = await self.keys.resolver_for(user_id)
         usable = await self._usable_chain(user_id, params, resolver)
+        fitted = fit(params.request, usable, params.fit) if params.fit is not None else None
+        if fitted is not None:
+            usable = list(fitted.chain)
         remaining = await self.budget.remaining_usd(user_id)
         if remaining is not None and remaining <= 0:
             raise fail("budget_exceeded", "your spend cap is reached")
@@ -147,8 +153,9 @@ class SessionManager:
                 stream_id=sid,
                 user_id=user_id,
                 client_id=params.client_id,
-                request=params.request,
+                request=fitted.request if fitted is not None else params.request,
                 chain=usable,
+                fitted=fitted,
                 policy=params.policy,
                 on_refusal=params.on_refusal,
                 router=self.router,

@@ -47,6 +47,7 @@ from sessions.events import (
     ToolCallDelta,
     Tried,
 )
+from sessions.fit import Fitted, LeftOut
 from sessions.log import EventLog
 from sessions.observer import StreamWatch
 from sessions.ports import LedgerSink, SpendPublisher
@@ -64,13 +65,15 @@ TICK_INTERVAL_S = 0.5
 YIELD_EVERY = 16
 
 
-def failed_event(exc: AllModelsFailed) -> Error:
-    """The `error` that ends a stream no model answered; it passes on when the last provider said to retry."""
-    attempts = tuple(
+def failed_event(exc: AllModelsFailed, left_out: Sequence[LeftOut] = ()) -> Error:
+    """The `error` that ends a stream no model answered; it passes on when the last provider said to retry. The
+    fallbacks left out before the start (`sessions.fit`) are named first."""
+    attempts = tuple(Tried(m.model, m.reason, m.provider) for m in left_out) + tuple(
         Tried(a.model, a.reason, a.provider, a.segment, a.provider_code, a.provider_message) for a in exc.attempts
     )
     retry_after = exc.final.retry_after if isinstance(exc.final, RateLimited) else None
-    return Error(exc.code, f"every model failed: {exc}", exc.retryable, attempts, retry_after_s=retry_after)
+    said = ", ".join([*(f"{m.model}: {m.reason} ({', '.join(m.params)})" for m in left_out), str(exc)])
+    return Error(exc.code, f"every model failed: {said}", exc.retryable, attempts, retry_after_s=retry_after)
 
 
 class StreamSession:
@@ -92,6 +95,7 @@ class StreamSession:
         budget: Share | None = None,
         on_end: Callable[[StreamSession], None] | None = None,
         watch: StreamWatch | None = None,
+        fitted: Fitted | None = None,
     ) -> None:
         self.id = stream_id
         self.user_id = user_id
@@ -117,7 +121,10 @@ class StreamSession:
         self.current_model: ModelSpec = self.chain[0]
         self.encoder = StreamEncoder(stream_id, client_id)
         self._started = False  # `stream.started` was sent
-        self._skipped: list[Skipped] = []
+        # How the request was fitted to the chain (None: not asked); its left-out fallbacks count as skipped.
+        self.fitted = fitted
+        self._left_out: tuple[LeftOut, ...] = fitted.left_out if fitted is not None else ()
+        self._skipped: list[Skipped] = [Skipped(m.model, m.provider, m.reason) for m in self._left_out]
 
     @property
     def finished(self) -> bool:
@@ -203,7 +210,7 @@ class StreamSession:
                 self.emit(self._done(finish, segments))
         except AllModelsFailed as exc:
             error_code = exc.code
-            self.emit(failed_event(exc))
+            self.emit(failed_event(exc, self._left_out))
         except asyncio.CancelledError:
             status, finish, error_code = self._stopped(segments)
             if self.cancel_reason is None:  # cancelled by the loop itself (shutdown): keep propagating

@@ -94,12 +94,13 @@ async def test_every_kind_on_every_face(probed: Live) -> None:
                 with pytest.raises(openai.APIStatusError) as raised:
                     await sdk.chat.completions.create(model="mock", messages=user_msg("hi"))  # type: ignore[arg-type]
             exc = raised.value
+            # The SDK faces answer a body that fails validation with 400, as OpenAI does (the gateway's own: 422).
+            status = row.api_status or row.status
             assert isinstance(
-                exc,
-                SDK_ERRORS.get(row.status, openai.InternalServerError if row.status >= 500 else openai.APIStatusError),
+                exc, SDK_ERRORS.get(status, openai.InternalServerError if status >= 500 else openai.APIStatusError)
             )
             assert isinstance(exc.body, dict) and exc.body["message"] == f"a {kind} error"
-            assert (exc.status_code, exc.code, exc.type) == (row.status, code, row.openai)
+            assert (exc.status_code, exc.code, exc.type) == (status, code, row.openai)
 
             await check_socket(probed, kind, code)
 
@@ -177,7 +178,9 @@ async def test_real_errors_of_the_openai_face(live: Live) -> None:
         cases: list[tuple[dict[str, Any], type[openai.APIStatusError], str]] = [
             ({"model": "nope"}, openai.NotFoundError, "unknown_model"),
             ({"model": "gpt-5-mini"}, openai.PermissionDeniedError, "no_key"),
-            ({"model": "mock", "n": 2}, openai.UnprocessableEntityError, "invalid_request"),
+            ({"model": "mock", "n": 2}, openai.BadRequestError, "unsupported_parameter"),
+            ({"model": "mock", "temperature": 7}, openai.BadRequestError, "invalid_request"),
+            ({"model": "mock", "extra_body": {"frobnicate": 1}}, openai.BadRequestError, "unsupported_parameter"),
             (
                 {"model": "mock", "content": "no [[mock fail_after=0 fail=bad_request]]"},
                 openai.BadRequestError,
@@ -193,12 +196,15 @@ async def test_real_errors_of_the_openai_face(live: Live) -> None:
             content = case.pop("content", "hi")
             with pytest.raises(error) as raised:
                 await sdk.chat.completions.create(messages=user_msg(content), **case)  # type: ignore[call-overload]
-            kind = CODES[code]
+            row = TABLE[CODES[code]]
             assert (raised.value.status_code, raised.value.code, raised.value.type) == (
-                TABLE[kind].status,
+                row.api_status or row.status,
                 code,
-                TABLE[kind].openai,
+                row.openai,
             )
+            if code in ("unsupported_parameter", "invalid_request"):  # the field, by name
+                field = next(k for k in case if k != "model")
+                assert raised.value.param == ("frobnicate" if field == "extra_body" else field)
     async with AsyncOpenAI(base_url=f"{live.url}/v1", api_key="not-a-token", max_retries=0) as bad:
         with pytest.raises(openai.AuthenticationError) as refused:
             await bad.chat.completions.create(model="mock", messages=user_msg("hi"))  # type: ignore[arg-type]
@@ -237,14 +243,26 @@ async def test_a_provider_saying_when_to_retry_is_passed_on(live_factory: Callab
     # Over 10 s the router moves on rather than wait; with no fallback the stream fails, and says when to retry.
     emu.script(Script(status=429, retry_after=30), Script(status=429, retry_after=30), model="gpt-5-mini")
     async with AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=gw.token, max_retries=0, timeout=20) as sdk:
-        with pytest.raises(openai.InternalServerError) as raised:
+        with pytest.raises(openai.RateLimitError) as raised:
             await sdk.chat.completions.create(
                 model="gpt-5-mini",
                 messages=user_msg("hi"),
                 extra_body={"fallbacks": []},  # type: ignore[arg-type]
             )
-    assert (raised.value.status_code, raised.value.code) == (502, "all_models_failed")
+    # Every model asked was rate limited: 429, not 502, and when to retry.
+    assert (raised.value.status_code, raised.value.code) == (429, "all_models_rate_limited")
     assert raised.value.response.headers["retry-after"] == "30"
     events = await ws_stream(gw, {"model": "gpt-5-mini", "fallbacks": [], "messages": user_msg("hi")})
-    assert events[-1]["type"] == "error" and events[-1]["code"] == "all_models_failed"
+    assert events[-1]["type"] == "error" and events[-1]["code"] == "all_models_rate_limited"
     assert events[-1]["retry_after_s"] == 30 and events[-1]["retryable"] is True
+    # The same over a stream, which fails before its answer began: the status is the error's own.
+    emu.script(Script(status=429, retry_after=30), Script(status=429, retry_after=30), model="gpt-5-mini")
+    async with AsyncOpenAI(base_url=f"{gw.url}/v1", api_key=gw.token, max_retries=0, timeout=20) as sdk:
+        with pytest.raises(openai.RateLimitError) as streamed:
+            await sdk.chat.completions.create(
+                model="gpt-5-mini",
+                messages=user_msg("hi"),
+                stream=True,
+                extra_body={"fallbacks": []},  # type: ignore[arg-type]
+            )
+    assert streamed.value.response.headers["retry-after"] == "30"

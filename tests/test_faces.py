@@ -55,7 +55,9 @@ def test_a_seam_cuts_the_non_streaming_answer_to_the_kept_prefix() -> None:
     response = reply.end()
     completion = ChatCompletion.model_validate_json(bytes(response.body))
     assert completion.choices[0].message.content == "The quick brown fox jumps"
-    assert completion.model == "mock-backup"
+    # the model asked for; the one that answered is in the gateway field
+    assert completion.model == "mock" and completion.model_extra is not None
+    assert completion.model_extra["gateway"]["model"] == "mock-backup"
 
 
 def test_a_seam_reaches_streaming_clients_in_the_gateway_field() -> None:

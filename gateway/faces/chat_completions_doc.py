@@ -14,7 +14,17 @@ from gateway.openapi import SSE, EventStream, OpenAIErrorBody
 from gateway.replies import EventSegmentJson, Money
 
 # What a stream that started can still end with, answered instead of a `chat.completion` when not streaming.
-COMPLETION_FAILURES = ("all_models_failed", "midstream_failed", "bad_request", "budget_exceeded", "draining")
+COMPLETION_FAILURES = (
+    "all_models_failed",
+    "all_models_rate_limited",
+    "midstream_failed",
+    "bad_request",
+    "context_length_exceeded",
+    "content_filtered",
+    "unsupported_parameter",
+    "budget_exceeded",
+    "draining",
+)
 
 
 class FunctionCall(BaseModel):

@@ -61,6 +61,7 @@ class SSEChannel:
         headers: Sequence[tuple[bytes, bytes]] = (),
         face: Face = "gateway",
         preamble: bytes = b"",
+        hold: bool = False,
     ) -> None:
         self._send = send
         self._receive = receive
@@ -68,6 +69,9 @@ class SSEChannel:
         self._headers = [*HEADERS, *headers]
         self._face = face
         self._preamble = preamble
+        # `hold`: the response starts with the first bytes sent (a heartbeat's too), not at `begin`.
+        self._hold = hold
+        self.started = False
         self._lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._last_sent = self._loop.time()
@@ -76,12 +80,19 @@ class SSEChannel:
         await error_response(error, self._face)({"type": "http"}, self._receive, self._send)
 
     async def begin(self) -> None:
+        if not self._hold:
+            await self._start()
+
+    async def _start(self) -> None:
+        self.started = True
         await self._send({"type": "http.response.start", "status": 200, "headers": self._headers})
         if self._preamble:
             await self.send(self._preamble)
 
     async def send(self, out: bytes) -> None:
         try:
+            if not self.started:
+                await self._start()
             async with self._lock:
                 await self._send({"type": "http.response.body", "body": out, "more_body": True})
         except OSError as exc:  # the server's own "client disconnected"
@@ -94,6 +105,8 @@ class SSEChannel:
     async def finish(self, completed: bool) -> None:
         # Also when the follow was cut short: a body ended cleanly (after a drain, say) lets the client reconnect.
         with contextlib.suppress(OSError):
+            if not self.started:
+                await self._start()
             await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _heartbeat(self) -> None:
