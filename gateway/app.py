@@ -19,7 +19,7 @@ from gateway.metrics import MeteredLedger, Metrics
 from gateway.openapi import document
 from gateway.request_id import RequestIdMiddleware
 from gateway.routes import budget as budget_routes
-from gateway.routes import health, metrics, models, openai_compat, pages, responses, streams, usage, ws
+from gateway.routes import health, messages, metrics, models, openai_compat, pages, responses, streams, usage, ws
 from gateway.routes import keys as key_routes
 from gateway.routes import tickets as ticket_routes
 from gateway.services import Services
@@ -173,11 +173,17 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
             allow_origins=settings.cors_origins,
             allow_credentials=True,
             allow_methods=["GET", "POST", "PUT", "DELETE"],
-            allow_headers=["authorization", "content-type", "last-event-id", "x-client-id"],
+            allow_headers=[
+                "authorization",
+                "content-type",
+                "last-event-id",
+                "x-client-id",
+                *("x-api-key", "anthropic-version", "anthropic-beta"),  # the Anthropic SDKs' headers
+            ],
             expose_headers=["x-stream-id", "x-request-id", "x-gateway-dropped-params"],
         )
     app.add_middleware(RequestIdMiddleware)  # outermost: also on what CORS answers itself
-    for module in (health, metrics, models, streams, ws, usage, openai_compat, responses, pages):
+    for module in (health, metrics, models, streams, ws, usage, openai_compat, responses, messages, pages):
         app.include_router(module.router)
     app.include_router(ticket_routes.router)
     app.include_router(key_routes.router)

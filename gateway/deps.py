@@ -18,7 +18,7 @@ from starlette.requests import HTTPConnection
 
 from gateway.auth import VERIFY_CODES, Principal
 from gateway.budgets import BudgetStatus
-from gateway.errors import invalid_body
+from gateway.errors import face_of, invalid_body
 from gateway.openapi import raising
 from gateway.services import Services
 from gateway.tickets import REDEEM_CODES
@@ -123,10 +123,31 @@ ClientId = Annotated[
     ),
 ]
 
+
+def api_key(conn: HTTPConnection) -> str | None:
+    """The Anthropic SDKs' header (`x-api-key`), or a bearer token (their `auth_token`)."""
+    return bearer_token(conn) or conn.headers.get("x-api-key", "").strip() or None
+
+
+@raising(*VERIFY_CODES, "user_required", security=("api_key", "bearer"))
+async def key_or_bearer_user(request: Request, services: ServicesDep) -> Principal:
+    token = api_key(request)
+    if token is None:
+        raise fail("missing_token", "send x-api-key: <token> or Authorization: Bearer <token>")
+    if token.startswith("sk-ant-"):
+        # The gateway holds provider keys itself: a client sends the gateway's token, never its Anthropic key.
+        raise fail(
+            "invalid_token",
+            "that is an Anthropic API key: send your gateway token (store the key with PUT /v1/keys/anthropic)",
+        )
+    return require_user(await services.auth.verify(token))
+
+
 CurrentCaller = Annotated[Principal, Depends(current_caller)]
 CurrentUser = Annotated[Principal, Depends(current_user)]
 HeaderOrTicketCaller = Annotated[Principal, Depends(caller_from_header_or_ticket)]
 HeaderOrTicketUser = Annotated[Principal, Depends(user_from_header_or_ticket)]
+KeyOrBearerUser = Annotated[Principal, Depends(key_or_bearer_user)]
 
 
 # -- the JSON body ----------------------------------------------------------------------------------------------------
@@ -173,7 +194,9 @@ def json_body(model: type[M]) -> Callable[..., Awaitable[M]]:
             return model.model_validate_json(raw)
         except ValidationError as exc:
             unknown = getattr(model, "unknown_field_code", "invalid_request")
-            raise invalid_body(list(exc.errors()), unknown_field=unknown, data=_parsed(raw)) from None
+            raise invalid_body(
+                list(exc.errors()), unknown_field=unknown, data=_parsed(raw), face=face_of(request)
+            ) from None
 
     read.body_model = model  # type: ignore[attr-defined]  # read by gateway.openapi to document the body
     raising("invalid_json", "invalid_request", "request_too_large")(read)

@@ -7,6 +7,7 @@
   `{"error": {message, type, param, code}}` (`param` from the error's `details`); the Anthropic body
   `{"type": "error", "error": {type, message}}`.
   (The WebSocket `error` frame is an event: `sessions.events`.)
+- Statuses: the table's, but the Anthropic face answers 400 and 529 where the Messages API does (`ANTHROPIC_STATUS`).
 - Headers: `Retry-After` when a limit or an upstream said when to retry, `WWW-Authenticate` on 401, `Allow` on 405.
 
 Which body an HTTP route answers with is the route's face: a route class from `speaking(face)` marks it.
@@ -68,6 +69,11 @@ TABLE: dict[Kind, Row] = {
     "upstream": Row(502, None, "server_error", "api_error"),
     "internal": Row(500, None, "server_error", "api_error"),
 }
+
+
+# Where the Messages API's statuses differ from the table's: a body that does not validate is a 400, and an
+# overloaded service answers 529 (`overloaded_error`), which the Anthropic SDKs retry.
+ANTHROPIC_STATUS: dict[Kind, int] = {"invalid": 400, "unavailable": 529}
 
 
 def gateway_body(err: GatewayError) -> dict[str, Any]:
@@ -133,8 +139,9 @@ def face_of(request: Request) -> Face:
 _TAGS = ("role", "type")  # the discriminator fields of the bodies' unions
 
 
-def field_path(loc: Any, data: Any = None) -> str:
-    """A validation error's location as clients name a field: `messages[0].content`.
+def field_path(loc: Any, data: Any = None, *, dotted: bool = False) -> str:
+    """A validation error's location as clients name a field: `messages[0].content` (OpenAI's way), or
+    `messages.0.content` with `dotted` (Anthropic's).
 
     With the body's `data`, the labels pydantic adds for unions (a discriminator's tag, a member's type) are left
     out by walking the data: a part that names nothing in it is such a label (but the last, which may name a
@@ -147,7 +154,8 @@ def field_path(loc: Any, data: Any = None) -> str:
         if data is not None and _is_label(node, part, last, tagged):
             tagged = True
             continue
-        out.append(f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part)))
+        index = f".{part}" if dotted else f"[{part}]"
+        out.append(index if isinstance(part, int) else (f".{part}" if out else str(part)))
         node, tagged = _child(node, part), False
     return "".join(out)
 
@@ -168,17 +176,20 @@ def _child(node: Any, part: Any) -> Any:
     return None
 
 
-def invalid_body(errors: list[Any], *, unknown_field: str = "invalid_request", data: Any = None) -> GatewayError:
+def invalid_body(
+    errors: list[Any], *, unknown_field: str = "invalid_request", data: Any = None, face: Face = "gateway"
+) -> GatewayError:
     """A validation failure as the invalid kind: `invalid_json` when it did not parse, else `invalid_request`; a
     field the body may not have gets the code `unknown_field` (the SDK faces say `unsupported_parameter`). Only
     the field and the rule are named, never the submitted value; the field is also the error's `param`."""
     if any(e.get("type") == "json_invalid" for e in errors):
-        first = errors[0]
-        return fail("invalid_json", f"{field_path(first.get('loc', ())) or 'body'}: {first.get('msg', 'invalid')}")
-    # Of a union's errors, one per member, an unknown field is the one that says what is wrong.
+        bad = errors[0]
+        return fail("invalid_json", f"{field_path(bad.get('loc', ())) or 'body'}: {bad.get('msg', 'invalid')}")
+    # Of a union's errors, one per member, an unknown field is the one that says what is wrong; else the deepest,
+    # which is about what the client wrote (not "should be a string" for a list it meant as content parts).
     extra = [e for e in errors if e.get("type") == "extra_forbidden"]
-    first = (extra or errors or [{"loc": (), "msg": "invalid", "type": ""}])[0]
-    where = field_path(first.get("loc", ()), data) or "body"
+    first: dict[str, Any] = extra[0] if extra else max(errors, key=lambda e: len(e.get("loc", ())), default={})
+    where = field_path(first.get("loc", ()), data, dotted=face == "anthropic") or "body"
     if extra and unknown_field != "invalid_request":
         return fail(unknown_field, f"{where}: not a parameter the gateway takes", details={"param": where})
     return fail("invalid_request", f"{where}: {first.get('msg', 'invalid')}", details={"param": where})
@@ -231,7 +242,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return error_response(invalid_body(list(exc.errors())), face_of(request))
+        face = face_of(request)
+        return error_response(invalid_body(list(exc.errors()), face=face), face)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -256,4 +268,6 @@ def install_error_handlers(app: FastAPI) -> None:
 def status_of(err: GatewayError, face: Face = "gateway") -> int:
     """The HTTP status a client of `face` gets for this error."""
     row = TABLE[err.kind]
+    if face == "anthropic" and err.kind in ANTHROPIC_STATUS:
+        return ANTHROPIC_STATUS[err.kind]
     return row.api_status if face != "gateway" and row.api_status is not None else row.status

@@ -35,10 +35,10 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from gateway.errors import TABLE, Face, all_routes
-from sessions.errors import CODES
+from gateway.errors import TABLE, Face, all_routes, status_of
+from sessions.errors import CODES, GatewayError
 
-Scheme = Literal["bearer", "ticket", "metrics_token", "none"]
+Scheme = Literal["bearer", "api_key", "ticket", "metrics_token", "none"]
 
 SCHEMES: dict[Scheme, dict[str, Any]] = {
     "bearer": {
@@ -47,6 +47,12 @@ SCHEMES: dict[Scheme, dict[str, Any]] = {
         "bearerFormat": "JWT",
         "description": "A user's Supabase access token; the project's service-role key where a route says so; in "
         "development, the token the gateway prints at start.",
+    },
+    "api_key": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+        "description": "The same token as `bearer`, where the Anthropic SDKs put their key (the Messages API).",
     },
     "ticket": {
         "type": "apiKey",
@@ -277,14 +283,16 @@ def _events_schema(stream: EventStream, schemas: dict[str, Any]) -> dict[str, An
     }
 
 
+PHRASES = {529: "Overloaded"}  # Anthropic's status for an upstream that cannot take more, not in http.HTTPStatus
+
+
 def _errors(op: dict[str, Any], route: APIRoute, decl: Declared, schemas: dict[str, Any]) -> None:
     face: Face = getattr(route, "error_face", "gateway")
     responses: dict[str, Any] = op["responses"]
     responses.pop("422", None)  # FastAPI's own validation body, which the gateway never sends
     by_status: dict[int, list[str]] = {}
     for code in decl.raises:
-        row = TABLE[CODES[code]]
-        status = row.api_status if face != "gateway" and row.api_status is not None else row.status
+        status = status_of(GatewayError(CODES[code], code, ""), face)
         by_status.setdefault(status, []).append(code)
     if by_status:
         _add_schema(schemas, ERROR_BODIES[face], "serialization")
@@ -292,7 +300,7 @@ def _errors(op: dict[str, Any], route: APIRoute, decl: Declared, schemas: dict[s
         codes.sort()
         listed = ", ".join(f"`{c}`" for c in codes)
         answer: dict[str, Any] = {
-            "description": f"{http.HTTPStatus(status).phrase}: {listed}",
+            "description": f"{PHRASES.get(status) or http.HTTPStatus(status).phrase}: {listed}",
             "content": {"application/json": {"schema": _error_schema(face, codes)}},
         }
         headers = _error_headers(status)

@@ -34,7 +34,8 @@ class SegmentJson(_Out):
     reason: str | None
     input_tokens: int
     output_tokens: int
-    cached_input_tokens: int
+    cached_input_tokens: int = Field(description="Input tokens read from the provider's prompt cache.")
+    cache_write_input_tokens: int = Field(description="Input tokens written to the provider's prompt cache.")
     reasoning_tokens: int
     cost_usd: Money
     estimated: bool
@@ -60,6 +61,8 @@ class StreamRowJson(_Out):
     error_code: str | None
     input_tokens: int
     output_tokens: int
+    cached_input_tokens: int
+    cache_write_input_tokens: int
     cost_usd: Money
     estimated: bool
     fallbacks: int
@@ -138,6 +141,8 @@ class UsageEvent(_Event, EventSegmentJson):
 class DoneUsage(_Out):
     input_tokens: int
     output_tokens: int
+    cached_input_tokens: int
+    cache_write_input_tokens: int
     estimated: bool
 
 

@@ -6,7 +6,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from providers.base import ChatRequest, ContentPart, ImagePart, Message, TextPart, ToolCall, ToolSpec
+from providers.base import (
+    CacheControl,
+    ChatRequest,
+    ContentPart,
+    ImagePart,
+    Message,
+    TextPart,
+    ToolCall,
+    ToolSpec,
+)
 from sessions.errors import fail
 from sessions.manager import StartParams
 
@@ -15,9 +24,26 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
+class InCacheControl(_In):
+    """An Anthropic prompt-caching breakpoint, in Anthropic's own shape. On the Chat Completions face it is an
+    extension field of a content part, a message (its last block) or a tool; it reaches Anthropic unchanged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+    def mark(self) -> CacheControl:
+        return CacheControl(self.type, self.ttl)
+
+
+def cache_mark(c: InCacheControl | None) -> CacheControl | None:
+    return None if c is None else c.mark()
+
+
 class InTextPart(_In):
     type: Literal["text"]
     text: str
+    cache_control: InCacheControl | None = None
 
 
 class InImageUrl(_In):
@@ -27,6 +53,7 @@ class InImageUrl(_In):
 class InImagePart(_In):
     type: Literal["image_url"]
     image_url: InImageUrl
+    cache_control: InCacheControl | None = None
 
 
 class InFunction(_In):
@@ -45,6 +72,7 @@ class InMessage(_In):
     content: str | list[Annotated[InTextPart | InImagePart, Field(discriminator="type")]] | None = None
     tool_calls: list[InToolCall] | None = None
     tool_call_id: str | None = None
+    cache_control: InCacheControl | None = None
 
 
 class InFunctionDef(_In):
@@ -56,6 +84,7 @@ class InFunctionDef(_In):
 class InTool(_In):
     type: Literal["function"] = "function"
     function: InFunctionDef
+    cache_control: InCacheControl | None = None
 
 
 class ChatBody(_In):
@@ -79,7 +108,12 @@ class ChatStartFrame(ChatBody):
 def _content(m: InMessage) -> str | tuple[ContentPart, ...]:
     if m.content is None or isinstance(m.content, str):
         return m.content or ""
-    return tuple(TextPart(p.text) if isinstance(p, InTextPart) else ImagePart(p.image_url.url) for p in m.content)
+    return tuple(
+        TextPart(p.text, cache_mark(p.cache_control))
+        if isinstance(p, InTextPart)
+        else ImagePart(p.image_url.url, cache_mark(p.cache_control))
+        for p in m.content
+    )
 
 
 def to_chat_request(body: ChatBody, *, max_messages: int, max_prompt_chars: int) -> ChatRequest:
@@ -92,6 +126,7 @@ def to_chat_request(body: ChatBody, *, max_messages: int, max_prompt_chars: int)
                 _content(m),
                 tuple(ToolCall(tc.id, tc.function.name, tc.function.arguments) for tc in m.tool_calls or ()),
                 m.tool_call_id,
+                cache_mark(m.cache_control),
             )
             for m in body.messages
         ),
@@ -99,7 +134,12 @@ def to_chat_request(body: ChatBody, *, max_messages: int, max_prompt_chars: int)
         max_prompt_chars=max_prompt_chars,
     )
     stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
-    tools = tuple(ToolSpec(t.function.name, t.function.description, t.function.parameters) for t in body.tools or ())
+    tools = tuple(
+        ToolSpec(
+            t.function.name, t.function.description, t.function.parameters, cache_control=cache_mark(t.cache_control)
+        )
+        for t in body.tools or ()
+    )
     return ChatRequest(msgs, body.max_tokens, body.temperature, stop, tools)
 
 

@@ -57,6 +57,8 @@ def _blocks(msg: Message) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]]
     if msg.role == "tool":
         blocks = [{"type": "tool_result", "tool_use_id": msg.tool_call_id or "", "content": msg.text()}]
+        if msg.is_error:
+            blocks[0]["is_error"] = True
     else:
         blocks = _part_blocks(msg.content)
     for call in msg.tool_calls:

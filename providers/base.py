@@ -59,6 +59,12 @@ class Message:
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None  # for role == "tool"
     cache_control: CacheControl | None = None  # marks the message's last block
+    is_error: bool = False  # for role == "tool": the tool failed, and the content says how
+
+    def tool_output(self) -> str:
+        """A tool result's text for an API with no error flag: a failure says so in words."""
+        text = self.text()
+        return f"Error: {text}" if self.is_error else text
 
     def text(self) -> str:
         if isinstance(self.content, str):

@@ -35,18 +35,21 @@ def _image(part: ImagePart) -> dict[str, Any]:
     return {"fileData": {"mimeType": guess_image_type(part.url), "fileUri": part.url}}
 
 
-def _tool_result(text: str) -> dict[str, Any]:
+def _tool_result(text: str, is_error: bool) -> dict[str, Any]:
+    """`functionResponse.response`: an object as given; anything else under `result`, or `error` for a failure."""
     try:
         value = json.loads(text)
     except ValueError:
         value = text
+    if is_error:
+        return {"error": value}
     return value if isinstance(value, dict) else {"result": value}
 
 
 def _parts(msg: Message, names: dict[str, str]) -> list[dict[str, Any]]:
     if msg.role == "tool":
         name = names.get(msg.tool_call_id or "", msg.tool_call_id or "tool")
-        return [{"functionResponse": {"name": name, "response": _tool_result(msg.text())}}]
+        return [{"functionResponse": {"name": name, "response": _tool_result(msg.text(), msg.is_error)}}]
     parts: list[dict[str, Any]] = []
     if isinstance(msg.content, str):
         if msg.content:

@@ -161,7 +161,7 @@ def to_messages(request: ChatRequest) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for msg in request.messages:
         if msg.role == "tool":
-            out.append({"role": "tool", "tool_call_id": msg.tool_call_id or "", "content": msg.text()})
+            out.append({"role": "tool", "tool_call_id": msg.tool_call_id or "", "content": msg.tool_output()})
         elif msg.role == "assistant":
             item: dict[str, Any] = {"role": "assistant", "content": msg.text() or None}
             if msg.tool_calls:

@@ -43,6 +43,7 @@ def record_to_dict(r: StreamRecord) -> dict[str, Any]:
         "input_tokens": r.input_tokens,
         "output_tokens": r.output_tokens,
         "cached_input_tokens": r.cached_input_tokens,
+        "cache_write_input_tokens": r.cache_write_input_tokens,
         "reasoning_tokens": r.reasoning_tokens,
         "cost_usd": str(r.cost_usd),
         "estimated": r.estimated,

@@ -43,6 +43,10 @@ class StreamRecord:
         return sum(s.usage.cached_input_tokens for s in self.segments)
 
     @property
+    def cache_write_input_tokens(self) -> int:
+        return sum(s.usage.cache_write_input_tokens for s in self.segments)
+
+    @property
     def reasoning_tokens(self) -> int:
         return sum(s.usage.reasoning_tokens for s in self.segments)
 

@@ -11,8 +11,9 @@ import orjson
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from gateway.faces.chat_completions import Answer, CompletionChunks, CompletionReply
+from gateway.faces.chat_completions import Answer, CompletionChunks
 from gateway.faces.events import EventFrames
+from gateway.faces.http import GatheredReply
 from gateway.faces.socket import SocketFrames
 from providers.events import Usage
 from providers.segments import Segment
@@ -50,7 +51,7 @@ def with_seam() -> list[LogEntry]:
 
 
 def test_a_seam_cuts_the_non_streaming_answer_to_the_kept_prefix() -> None:
-    reply = CompletionReply(Answer(SID, "mock"))
+    reply = GatheredReply(Answer(SID, "mock"))
     reply.events(with_seam())
     response = reply.end()
     completion = ChatCompletion.model_validate_json(bytes(response.body))

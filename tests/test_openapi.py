@@ -23,6 +23,7 @@ from schemathesis.checks import (
 )
 
 from gateway.auth import VERIFY_CODES
+from gateway.errors import Face
 from gateway.tickets import REDEEM_CODES
 from tests.conftest import Live
 from tests.support.clients import user_msg
@@ -215,7 +216,8 @@ async def test_the_document_names_security_errors_and_media_types(live: Live) ->
         doc = (await client.get("/openapi.json")).json()
     paths = doc["paths"]
     assert "/v1/ws" not in paths and "/" not in paths and "/dashboard" not in paths  # socket and pages: not HTTP APIs
-    assert set(doc["components"]["securitySchemes"]) == {"bearer", "ticket", "metrics_token"}
+    assert set(doc["components"]["securitySchemes"]) == {"bearer", "api_key", "ticket", "metrics_token"}
+    assert paths["/v1/messages"]["post"]["security"] == [{"api_key": []}, {"bearer": []}]
     assert "HTTPValidationError" not in doc["components"]["schemas"]  # FastAPI's body, which is never sent
     for path, method in (("/v1/chat/stream", "post"), ("/v1/streams/{stream_id}/events", "get"), (ENDLESS, "get")):
         assert list(paths[path][method]["responses"]["200"]["content"]) == ["text/event-stream"], path
@@ -241,16 +243,26 @@ async def test_the_document_names_security_errors_and_media_types(live: Live) ->
                     continue
                 body, narrowed = answer["content"]["application/json"]["schema"]["allOf"]
                 codes = narrowed["properties"]["error"]["properties"].get("code", {}).get("enum", [])
-                openai = path.startswith(OPENAI_PATHS)
-                assert all(
-                    status_of(GatewayError(CODES[c], c, ""), "openai" if openai else "gateway") == int(status)
-                    for c in codes
-                ), (path, method, status)
-                face = "OpenAIErrorBody" if path.startswith(OPENAI_PATHS) else "GatewayErrorBody"
-                assert body == {"$ref": f"#/components/schemas/{face}"}, (path, method)
+                face = face_of(path)
+                if face == "anthropic":  # its body names a type, not a code: the type and the status agree
+                    types = narrowed["properties"]["error"]["properties"]["type"]["enum"]
+                    assert types, (path, method, status)
+                assert all(status_of(GatewayError(CODES[c], c, ""), face) == int(status) for c in codes), (
+                    path,
+                    method,
+                    status,
+                )
+                assert body == {"$ref": f"#/components/schemas/{BODIES[face]}"}, (path, method)
 
 
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/responses")
+BODIES = {"openai": "OpenAIErrorBody", "anthropic": "AnthropicErrorBody", "gateway": "GatewayErrorBody"}
+
+
+def face_of(path: str) -> Face:
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    return "openai" if path.startswith(OPENAI_PATHS) else "gateway"
 
 
 def test_every_event_type_has_its_json_in_the_document() -> None:

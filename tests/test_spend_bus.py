@@ -199,6 +199,24 @@ async def test_the_settled_stream_keeps_cached_and_reasoning_tokens() -> None:
         await bus.aclose()
 
 
+async def test_the_settled_stream_counts_cache_reads_and_writes_apart() -> None:
+    bus = MemoryBus(flush_interval_s=0.01)
+    await bus.start()
+    try:
+        async with bus.subscribe("u1") as sub:
+            record = _record("st_cache")
+            record.segments[0].usage = Usage(2000, 5, cached_input_tokens=600, cache_write_input_tokens=1200)
+            bus.finished(record)
+            got = await asyncio.wait_for(sub.get(), 5)
+        assert got is not None
+        ev = json.loads(got)
+        assert (ev["input_tokens"], ev["cached_input_tokens"], ev["cache_write_input_tokens"]) == (2000, 600, 1200)
+        seg = ev["segments"][0]
+        assert (seg["cached_input_tokens"], seg["cache_write_input_tokens"]) == (600, 1200)
+    finally:
+        await bus.aclose()
+
+
 async def test_ticks_are_coalesced_and_slow_subscribers_are_dropped() -> None:
     bus = MemoryBus(flush_interval_s=0.05, max_queue=4)
     await bus.start()

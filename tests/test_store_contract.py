@@ -8,16 +8,19 @@ Expected values are computed here from the records written, so every store must 
 from __future__ import annotations
 
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
+from gateway.stores import sqlite as schema
 from gateway.stores.base import Store, StoreError, UnknownUser
 from gateway.stores.postgres import PostgresStore
 from gateway.stores.sqlite import SQLiteStore
@@ -131,6 +134,8 @@ async def test_a_stream_and_its_segments_round_trip(backend: Backend) -> None:
     assert (row.status, row.finish_reason, row.error_code) == ("done", "stop", None)
     assert (row.input_tokens, row.output_tokens) == (2500, 300)
     assert (row.cached_input_tokens, row.reasoning_tokens) == (rec.cached_input_tokens, rec.reasoning_tokens)
+    # Cache writes are kept apart from cache reads, on the stream and on each attempt.
+    assert row.cache_write_input_tokens == rec.cache_write_input_tokens == 60 + 65
     assert row.cost_usd == Decimal("0.004212345678901234")
     assert row.estimated is True
     assert row.ttft_ms == pytest.approx(14.25)
@@ -159,6 +164,8 @@ async def test_a_stream_and_its_segments_round_trip(backend: Backend) -> None:
         130,
         52,
     )
+    assert (first.cache_write_input_tokens, second.cache_write_input_tokens) == (60, 65)
+    assert second.as_segment().usage.cache_write_input_tokens == 65
     assert second.duration_ms == pytest.approx(200.0)
 
 
@@ -201,6 +208,7 @@ async def test_usage_summary_totals_days_models_providers(backend: Backend) -> N
     assert s.user_id == alice and s.since == since and s.until == until
     assert s.totals.streams == 3 and s.totals.segments == 4
     assert s.totals.input_tokens == 220 and s.totals.output_tokens == 46
+    assert (s.totals.cached_input_tokens, s.totals.cache_write_input_tokens) == (10 + 5 + 6 + 1, 5 + 2 + 3 + 0)
     assert s.totals.cost_usd == Decimal("1.45")
     assert [d.day for d in s.by_day] == [date(2004, 3, 14), date(2004, 3, 15)]
     assert [(d.totals.streams, d.totals.segments, d.totals.cost_usd) for d in s.by_day] == [
@@ -216,6 +224,17 @@ async def test_usage_summary_totals_days_models_providers(backend: Backend) -> N
         ("anthropic", Decimal("1.00"), 10),
         ("gemini", Decimal("0.30"), 60),
         ("openai", Decimal("0.15"), 150),
+    ]
+    assert [(d.day.day, d.totals.cache_write_input_tokens) for d in s.by_day] == [(14, 5 + 2 + 3), (15, 0)]
+    assert [(m.model, m.totals.cache_write_input_tokens) for m in s.by_model] == [
+        ("claude-y", 0),
+        ("gem-z", 3),
+        ("gpt-x", 5 + 2),
+    ]
+    assert [(p.provider, p.totals.cache_write_input_tokens) for p in s.by_provider] == [
+        ("anthropic", 0),
+        ("gemini", 3),
+        ("openai", 7),
     ]
 
     everyone = await store.usage_summary(None, since, until)
@@ -388,3 +407,42 @@ async def test_the_gateway_records_every_stream_as_it_reported_it(backend: Backe
         ]
     fell_back = next(r for r in rows.values() if len(r.segments) == 2)
     assert fell_back.models_tried == ["mock", "mock-backup"]
+
+
+async def test_a_sqlite_file_of_the_previous_schema_keeps_its_rows_and_learns_cache_writes(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(schema.SCHEMA_V1)
+    old.execute("alter table stream_segments add column started_at text")
+    old.executescript(schema.SCHEMA_V2)
+    old.execute("alter table stream_segments add column provider_code text")
+    old.execute("alter table stream_segments add column provider_message text")
+    t = window(2011)
+    stamp = t.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+    user = new_user()
+    old.execute(
+        "insert into stream_usage values ('st_old', ?, null, 'mock', 'mock', 'done', 'stop', null, 10, 2, 3, 0, "
+        "'0.5', 0, 1.0, 2.0, ?, ?)",
+        (user, stamp, stamp),
+    )
+    old.execute(
+        "insert into stream_segments values ('st_old', 1, ?, 'mock', 'mock', 'ok', null, 10, 2, 3, 0, '0.5', 0, "
+        "1.0, 2.0, ?, null, null)",
+        (user, stamp),
+    )
+    old.execute("pragma user_version = 3")
+    old.commit()
+    old.close()
+
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        [row] = await store.recent_streams(user, 5)
+        assert (row.stream_id, row.cached_input_tokens, row.cache_write_input_tokens) == ("st_old", 3, 0)
+        assert row.segments[0].cache_write_input_tokens == 0
+        rec = record(sid(), user, t + timedelta(minutes=1), [("anthropic", "claude-y", 400, 10, "0.01")])
+        assert await store.write_streams([rec]) == 1
+        summary = await store.usage_summary(user, t, t + timedelta(days=1))
+        assert (summary.totals.streams, summary.totals.cache_write_input_tokens) == (2, 20)
+    finally:
+        await store.aclose()

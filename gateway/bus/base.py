@@ -43,6 +43,8 @@ def stream_event(record: StreamRecord) -> bytes:
             "error_code": record.error_code,
             "input_tokens": record.input_tokens,
             "output_tokens": record.output_tokens,
+            "cached_input_tokens": record.cached_input_tokens,
+            "cache_write_input_tokens": record.cache_write_input_tokens,
             "cost_usd": money(record.cost_usd),
             "estimated": record.estimated,
             "fallbacks": max(0, len(record.segments) - 1),

@@ -4,9 +4,11 @@
   `sse.SSEChannel`;
 - gateway events over the WebSocket (`/v1/ws`, `?batch=1`): `socket.SocketFrames` on a `socket.SocketChannel`;
 - OpenAI Chat Completions (`POST /v1/chat/completions`): `chat_completions.CompletionChunks` on an
-  `sse.SSEChannel`, or `chat_completions.CompletionReply` on an `http.BodyChannel`;
+  `sse.SSEChannel`, or `http.GatheredReply` (over the face's answer) on an `http.BodyChannel`;
 - OpenAI Responses (`POST /v1/responses`): `responses.ResponseEvents` on an `sse.SSEChannel`, or
   `responses.ResponseReply` on an `http.BodyChannel` (both read one `responses.Output`);
+- Anthropic Messages (`POST /v1/messages`): `messages.MessageEvents` on an `sse.SSEChannel`, or a
+  `messages.MessageAnswer` gathered by `http.GatheredReply` on an `http.BodyChannel`;
 - live spend (`GET /v1/usage/stream`): the bus (`spend.SpendSource`) through `spend.SpendFrames` on an
   `sse.SSEChannel`.
 

@@ -24,7 +24,7 @@ from sessions.errors import GatewayError
 from sessions.events import Delta, Done, Event, Fallback, Logprobs, Reasoning, Seam, Started, ToolCallDelta
 from sessions.log import LogEntry
 
-__all__ = ["Answer", "CompletionChunks", "CompletionReply", "HeldSSEChannel", "Out"]
+__all__ = ["Answer", "CompletionChunks", "HeldSSEChannel", "Out"]
 
 # The events that begin the answer: the held chunks go out with the first of them.
 _BEGINS = (Delta, ToolCallDelta, Reasoning, Logprobs, Done, Seam)
@@ -130,26 +130,3 @@ class HeldSSEChannel(sse.SSEChannel):
 
 async def _no_receive() -> dict[str, Any]:
     return {"type": "http.disconnect"}
-
-
-class CompletionReply:
-    """Not streaming: everything is gathered, then one `chat.completion` (or the error, with its status)."""
-
-    def __init__(self, answer: Answer) -> None:
-        self.answer = answer
-
-    def events(self, batch: Sequence[LogEntry]) -> Response | None:
-        take = self.answer.take
-        for entry in batch:
-            take(entry.event)
-        return None
-
-    def failed(self, error: GatewayError) -> Response | None:
-        self.answer.error, self.answer.done = error, None
-        return None
-
-    def end(self) -> Response:
-        a = self.answer
-        if a.error is not None and a.done is None:
-            return error_response(a.error, "openai")
-        return Response(orjson.dumps(a.completion()), media_type="application/json", headers=a.headers())

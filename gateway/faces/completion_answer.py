@@ -12,6 +12,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+from starlette.responses import Response
+
+from gateway.errors import error_response
 from providers.events import TokenLogprob
 from providers.segments import Segment
 from sessions.errors import GatewayError, fail, kind_of
@@ -187,6 +191,15 @@ class Answer:
             "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
             **extra,
         }
+
+    def fail(self, error: GatewayError) -> None:
+        self.error, self.done = error, None
+
+    def reply(self) -> Response:
+        """Not streaming: one `chat.completion`, or the error with its status."""
+        if self.error is not None and self.done is None:
+            return error_response(self.error, "openai")
+        return Response(orjson.dumps(self.completion()), media_type="application/json", headers=self.headers())
 
     def completion(self) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text) or None, "refusal": None}

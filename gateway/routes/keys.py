@@ -30,9 +30,7 @@ class KeyBody(BaseModel):
 
     # One line of printable characters, surrounding spaces dropped: the pattern tells clients, the route checks
     # (with a plainer message than a pattern's, and for the unprintable characters a pattern cannot name).
-    api_key: str = Field(
-        min_length=8, max_length=4096, json_schema_extra={"pattern": r"^\s*[^\s\x00-\x1f\x7f]+\s*$"}
-    )
+    api_key: str = Field(min_length=8, max_length=4096, json_schema_extra={"pattern": r"^\s*[^\s\x00-\x1f\x7f]+\s*$"})
 
 
 class StoredKey(BaseModel):

@@ -17,10 +17,10 @@ from gateway.completions_body import CompletionBody
 from gateway.completions_request import dropped_for, start_params
 from gateway.deps import STREAM_START, ClientId, CurrentUser, JsonBody, ServicesDep
 from gateway.errors import speaking
-from gateway.faces.chat_completions import Answer, CompletionChunks, CompletionReply, HeldSSEChannel, Out
+from gateway.faces.chat_completions import Answer, CompletionChunks, HeldSSEChannel, Out
 from gateway.faces.chat_completions_doc import COMPLETION_CHUNKS, COMPLETION_FAILURES, ChatCompletion
 from gateway.faces.events import STREAM_ID_HEADER
-from gateway.faces.http import BodyChannel, FollowResponse
+from gateway.faces.http import BodyChannel, FollowResponse, GatheredReply
 from gateway.openapi import declares
 from sessions.pump import Channel, StreamSource
 
@@ -57,7 +57,7 @@ async def chat_completions(
     )
     source = StreamSource(services.sessions.following(session))
     if not body.stream:
-        reply = CompletionReply(answer)
+        reply = GatheredReply(answer)
         return FollowResponse(
             source, reply, lambda send, rcv: BodyChannel(send, rcv, face="openai"), on_disconnect="cancel"
         )

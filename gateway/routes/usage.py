@@ -49,6 +49,7 @@ class Totals(BaseModel):
     input_tokens: int
     output_tokens: int
     cached_input_tokens: int
+    cache_write_input_tokens: int
     reasoning_tokens: int
     cost_usd: Money
 
@@ -112,6 +113,7 @@ def totals_json(t: UsageTotals) -> dict[str, Any]:
         "input_tokens": t.input_tokens,
         "output_tokens": t.output_tokens,
         "cached_input_tokens": t.cached_input_tokens,
+        "cache_write_input_tokens": t.cache_write_input_tokens,
         "reasoning_tokens": t.reasoning_tokens,
         "cost_usd": money(t.cost_usd),
     }
@@ -131,6 +133,8 @@ def stream_row_json(r: StreamRow) -> dict[str, Any]:
         "error_code": r.error_code,
         "input_tokens": r.input_tokens,
         "output_tokens": r.output_tokens,
+        "cached_input_tokens": r.cached_input_tokens,
+        "cache_write_input_tokens": r.cache_write_input_tokens,
         "cost_usd": money(r.cost_usd),
         "estimated": r.estimated,
         "fallbacks": max(0, len(r.segments) - 1),

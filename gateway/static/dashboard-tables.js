@@ -13,6 +13,11 @@ const DashboardTables = (() => {
     return bar;
   }
 
+  // Input tokens read from and written to the provider's prompt cache (each priced at its own rate).
+  function cacheCell(t) {
+    return el("td", { class: "num cache", "data-label": "Cache read / written" }, `${compact(t.cache_read)} / ${compact(t.cache_write)}`);
+  }
+
   // The by-model and by-provider tables of the range's usage.
   function renderTotals(u) {
     if (!u) return;
@@ -25,9 +30,10 @@ const DashboardTables = (() => {
               el("td", { "data-label": "Provider" }, m.provider),
               el("td", { class: "num", "data-label": "Streams" }, count(m.streams)),
               el("td", { class: "num", "data-label": "Tokens in / out" }, `${compact(m.input_tokens)} / ${compact(m.output_tokens)}`),
+              cacheCell(m),
               el("td", { class: "num", "data-label": "Cost" }, money(m.cost)))
           )
-        : [el("tr", {}, el("td", { colspan: 5, class: "hint" }, "No spend in this range yet."))])
+        : [el("tr", {}, el("td", { colspan: 6, class: "hint" }, "No spend in this range yet."))])
     );
     const pw = u.by_provider.reduce((s, p) => s + p.cost, 0);
     $("by-provider").replaceChildren(
@@ -37,9 +43,10 @@ const DashboardTables = (() => {
               el("th", { scope: "row" }, shareBar(p.cost, pw), p.provider),
               el("td", { class: "num", "data-label": "Streams" }, count(p.streams)),
               el("td", { class: "num", "data-label": "Tokens in / out" }, `${compact(p.input_tokens)} / ${compact(p.output_tokens)}`),
+              cacheCell(p),
               el("td", { class: "num", "data-label": "Cost" }, money(p.cost)))
           )
-        : [el("tr", {}, el("td", { colspan: 4, class: "hint" }, "No spend in this range yet."))])
+        : [el("tr", {}, el("td", { colspan: 5, class: "hint" }, "No spend in this range yet."))])
     );
   }
 

@@ -24,9 +24,12 @@
   // -- numbers --------------------------------------------------------------------------------
 
   const num = (v) => (v === null || v === undefined ? null : Number(v));
+  // Cache reads and writes are part of input_tokens, counted apart because they are priced apart.
   const totalsOf = (t) => ({
-    streams: t.streams, segments: t.segments, input_tokens: t.input_tokens, output_tokens: t.output_tokens, cost: Number(t.cost_usd),
+    streams: t.streams, segments: t.segments, input_tokens: t.input_tokens, output_tokens: t.output_tokens,
+    cache_read: t.cached_input_tokens || 0, cache_write: t.cache_write_input_tokens || 0, cost: Number(t.cost_usd),
   });
+  const emptyTotals = () => totalsOf({ streams: 0, segments: 0, input_tokens: 0, output_tokens: 0, cost_usd: "0" });
 
   function isoDay(d) {
     return d.toISOString().slice(0, 10);
@@ -62,11 +65,14 @@
     };
   }
 
-  function addTo(t, streams, segments, inp, out, cost) {
+  // Adds one stream or segment (`x`: its tokens as the events name them) to a total.
+  function addTo(t, streams, segments, x, cost) {
     t.streams += streams;
     t.segments += segments;
-    t.input_tokens += inp;
-    t.output_tokens += out;
+    t.input_tokens += x.input_tokens;
+    t.output_tokens += x.output_tokens;
+    t.cache_read += x.cached_input_tokens || 0;
+    t.cache_write += x.cache_write_input_tokens || 0;
     t.cost += cost;
   }
 
@@ -123,19 +129,19 @@
       const day = ev.started_at.slice(0, 10);
       const segs = ev.segments || [];
       if (day >= u.from && day <= u.to) {
-        addTo(u.totals, 1, segs.length, ev.input_tokens, ev.output_tokens, cost);
+        addTo(u.totals, 1, segs.length, ev, cost);
         const d = u.by_day.find((x) => x.day === day);
-        if (d) addTo(d, 1, segs.length, ev.input_tokens, ev.output_tokens, cost);
+        if (d) addTo(d, 1, segs.length, ev, cost);
         const seenModels = new Set();
         const seenProviders = new Set();
         for (const s of segs) {
           let m = u.by_model.find((x) => x.model === s.model && x.provider === s.provider);
-          if (!m) u.by_model.push((m = { model: s.model, provider: s.provider, streams: 0, segments: 0, input_tokens: 0, output_tokens: 0, cost: 0 }));
-          addTo(m, seenModels.has(s.model) ? 0 : 1, 1, s.input_tokens, s.output_tokens, Number(s.cost_usd));
+          if (!m) u.by_model.push((m = Object.assign({ model: s.model, provider: s.provider }, emptyTotals())));
+          addTo(m, seenModels.has(s.model) ? 0 : 1, 1, s, Number(s.cost_usd));
           seenModels.add(s.model);
           let p = u.by_provider.find((x) => x.provider === s.provider);
-          if (!p) u.by_provider.push((p = { provider: s.provider, streams: 0, segments: 0, input_tokens: 0, output_tokens: 0, cost: 0 }));
-          addTo(p, seenProviders.has(s.provider) ? 0 : 1, 1, s.input_tokens, s.output_tokens, Number(s.cost_usd));
+          if (!p) u.by_provider.push((p = Object.assign({ provider: s.provider }, emptyTotals())));
+          addTo(p, seenProviders.has(s.provider) ? 0 : 1, 1, s, Number(s.cost_usd));
           seenProviders.add(s.provider);
         }
         u.by_model.sort((a, b) => b.cost - a.cost);
@@ -237,6 +243,7 @@
     $("c-cost-sub").textContent = days === 1 ? "today (UTC)" : `last ${days} days`;
     $("c-tokens").textContent = compact(t.input_tokens + t.output_tokens);
     $("c-tokens-sub").textContent = `${count(t.input_tokens)} in · ${count(t.output_tokens)} out`;
+    $("c-cache").textContent = `prompt cache: ${count(t.cache_read)} read · ${count(t.cache_write)} written`;
     $("c-streams").textContent = count(t.streams);
     const extra = Math.max(0, t.segments - t.streams);
     $("c-streams-sub").textContent = extra ? `${count(extra)} fallback${extra > 1 ? "s or retries" : " or retry"}` : "no fallbacks";

@@ -99,6 +99,7 @@ class UsageTotals:
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
     cost_usd: Decimal = Decimal(0)
+    cache_write_input_tokens: int = 0
 
 
 @dataclass(slots=True, frozen=True)
@@ -155,10 +156,17 @@ class SegmentRow:
     duration_ms: float
     provider_code: str | None = None  # what the provider said about a failed attempt
     provider_message: str | None = None
+    cache_write_input_tokens: int = 0
 
     def as_segment(self) -> Segment:
         """The segment this row recorded (what the store keeps of it), for the one segment encoding."""
-        usage = Usage(self.input_tokens, self.output_tokens, self.cached_input_tokens, self.reasoning_tokens)
+        usage = Usage(
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_input_tokens,
+            self.reasoning_tokens,
+            self.cache_write_input_tokens,
+        )
         return Segment(
             number=self.segment,
             model=self.model,
@@ -194,6 +202,7 @@ class StreamRow:
     started_at: datetime
     ended_at: datetime
     segments: list[SegmentRow] = field(default_factory=list)
+    cache_write_input_tokens: int = 0
 
 
 # -- the roles its callers use --------------------------------------------------------------------------------

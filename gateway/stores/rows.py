@@ -58,6 +58,7 @@ def _totals(d: Mapping[str, Any]) -> UsageTotals:
         cached_input_tokens=int(d.get("cached_input_tokens") or 0),
         reasoning_tokens=int(d.get("reasoning_tokens") or 0),
         cost_usd=money(d.get("cost_usd")),
+        cache_write_input_tokens=int(d.get("cache_write_input_tokens") or 0),
     )
 
 
@@ -119,9 +120,11 @@ def streams(items: list[Mapping[str, Any]]) -> list[StreamRow]:
                         duration_ms=float(g["duration_ms"]),
                         provider_code=g.get("provider_code"),
                         provider_message=g.get("provider_message"),
+                        cache_write_input_tokens=int(g.get("cache_write_input_tokens") or 0),
                     )
                     for g in x.get("segments") or []
                 ],
+                cache_write_input_tokens=int(x.get("cache_write_input_tokens") or 0),
             )
             for x in items
         ]

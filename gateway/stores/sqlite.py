@@ -32,7 +32,7 @@ from gateway.stores.base import (
 )
 from sessions.records import StreamRecord
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Version 1 (the first release) had stream_usage and stream_segments without a start time on segments.
 SCHEMA_V1 = """
@@ -103,12 +103,12 @@ create table if not exists user_budgets (
 STREAM_COLS = (
     "stream_id, user_id, client_id, requested_model, models_tried, status, finish_reason, error_code, "
     "input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_usd, estimated, ttft_ms, "
-    "duration_ms, started_at, ended_at"
+    "duration_ms, started_at, ended_at, cache_write_input_tokens"
 )
 SEGMENT_COLS = (
     "stream_id, segment, user_id, provider, model, status, reason, input_tokens, output_tokens, "
     "cached_input_tokens, reasoning_tokens, cost_usd, estimated, ttft_ms, duration_ms, started_at, provider_code, "
-    "provider_message"
+    "provider_message, cache_write_input_tokens"
 )
 
 
@@ -128,25 +128,37 @@ def _dec(text: str | None) -> Decimal | None:
 class _Acc:
     """Running sums for one group of a usage summary."""
 
-    __slots__ = ("cached", "cost", "inp", "out", "reasoning", "segments", "streams")
+    __slots__ = ("cached", "cost", "inp", "out", "reasoning", "segments", "streams", "written")
 
     def __init__(self) -> None:
         self.streams: set[str] = set()
         self.segments = 0
-        self.inp = self.out = self.cached = self.reasoning = 0
+        self.inp = self.out = self.cached = self.reasoning = self.written = 0
         self.cost = Decimal(0)
 
-    def add(self, stream_id: str, inp: int, out: int, cached: int, reasoning: int, cost: Decimal) -> None:
+    def add(self, stream_id: str, row: Sequence[Any]) -> None:
+        """One stream or segment: `(input, output, cached, reasoning, cost, cache written)` tokens and cost."""
+        inp, out, cached, reasoning, cost, written = row
         self.streams.add(stream_id)
         self.segments += 1
         self.inp += inp
         self.out += out
         self.cached += cached
         self.reasoning += reasoning
-        self.cost += cost
+        self.written += written
+        self.cost += Decimal(cost)
 
     def totals(self) -> UsageTotals:
-        return UsageTotals(len(self.streams), self.segments, self.inp, self.out, self.cached, self.reasoning, self.cost)
+        return UsageTotals(
+            len(self.streams),
+            self.segments,
+            self.inp,
+            self.out,
+            self.cached,
+            self.reasoning,
+            self.cost,
+            self.written,
+        )
 
 
 class SQLiteStore:
@@ -178,6 +190,12 @@ class SQLiteStore:
         for column in ("provider_code", "provider_message"):
             if column not in columns:
                 await db.execute(f"alter table stream_segments add column {column} text")
+        # Version 4: input tokens written to the provider's prompt cache, on streams and segments.
+        for table in ("stream_usage", "stream_segments"):
+            async with db.execute(f"pragma table_info({table})") as cur:
+                present = {row[1] for row in await cur.fetchall()}
+            if "cache_write_input_tokens" not in present:
+                await db.execute(f"alter table {table} add column cache_write_input_tokens integer not null default 0")
         await db.execute(f"pragma user_version = {SCHEMA_VERSION}")
         await db.commit()
 
@@ -225,7 +243,7 @@ class SQLiteStore:
         try:
             for r in records:
                 cur = await db.execute(
-                    f"insert or ignore into stream_usage ({STREAM_COLS}) values ({','.join('?' * 18)})",
+                    f"insert or ignore into stream_usage ({STREAM_COLS}) values ({','.join('?' * 19)})",
                     (
                         r.stream_id,
                         r.user_id,
@@ -245,11 +263,12 @@ class SQLiteStore:
                         r.duration_ms,
                         _ts(r.started_at),
                         _ts(r.ended_at),
+                        r.cache_write_input_tokens,
                     ),
                 )
                 new += cur.rowcount
             await db.executemany(
-                f"insert or ignore into stream_segments ({SEGMENT_COLS}) values ({','.join('?' * 18)})",
+                f"insert or ignore into stream_segments ({SEGMENT_COLS}) values ({','.join('?' * 19)})",
                 [
                     (
                         r.stream_id,
@@ -270,6 +289,7 @@ class SQLiteStore:
                         _ts(r.started_at),
                         s.provider_code,
                         s.provider_message,
+                        s.usage.cache_write_input_tokens,
                     )
                     for r in records
                     for s in r.segments
@@ -300,32 +320,25 @@ class SQLiteStore:
         if user_id is not None:
             where += " and user_id = ?"
             params.append(user_id)
-        streams = await self._fetch(
-            "select stream_id, started_at, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, "
-            f"cost_usd from stream_usage where {where}",
-            params,
-        )
+        sums = "input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_usd, cache_write_input_tokens"
+        streams = await self._fetch(f"select stream_id, started_at, {sums} from stream_usage where {where}", params)
         segments = await self._fetch(
-            "select stream_id, provider, model, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, "
-            f"cost_usd from stream_segments where {where}",
-            params,
+            f"select stream_id, provider, model, {sums} from stream_segments where {where}", params
         )
         seg_count: dict[str, int] = defaultdict(int)
         for seg in segments:
             seg_count[seg[0]] += 1
         total = _Acc()
         days: dict[date, _Acc] = defaultdict(_Acc)
-        for sid, started, inp, out, cached, reasoning, cost in streams:
-            c = Decimal(cost)
+        for sid, started, *row in streams:
             for acc in (total, days[_dt(started).date()]):
-                acc.add(sid, inp, out, cached, reasoning, c)
+                acc.add(sid, row)
                 acc.segments += seg_count[sid] - 1  # `add` counted one; a stream counts its segments here
         models: dict[tuple[str, str], _Acc] = defaultdict(_Acc)
         providers: dict[str, _Acc] = defaultdict(_Acc)
-        for sid, provider, model, inp, out, cached, reasoning, cost in segments:
-            c = Decimal(cost)
-            models[(provider, model)].add(sid, inp, out, cached, reasoning, c)
-            providers[provider].add(sid, inp, out, cached, reasoning, c)
+        for sid, provider, model, *row in segments:
+            models[(provider, model)].add(sid, row)
+            providers[provider].add(sid, row)
         return UsageSummary(
             user_id=user_id,
             since=since,
@@ -354,7 +367,7 @@ class SQLiteStore:
         segs = await self._fetch(
             "select stream_id, segment, provider, model, status, reason, input_tokens, output_tokens, "
             "cached_input_tokens, reasoning_tokens, cost_usd, estimated, ttft_ms, duration_ms, provider_code, "
-            "provider_message from stream_segments "
+            "provider_message, cache_write_input_tokens from stream_segments "
             f"where stream_id in ({','.join('?' * len(ids))}) order by stream_id, segment",
             ids,
         )
@@ -365,6 +378,7 @@ class SQLiteStore:
                     *(s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], Decimal(s[10]), bool(s[11]), s[12], s[13]),
                     provider_code=s[14],
                     provider_message=s[15],
+                    cache_write_input_tokens=s[16],
                 )
             )
         return [
@@ -388,6 +402,7 @@ class SQLiteStore:
                 started_at=_dt(r[16]),
                 ended_at=_dt(r[17]),
                 segments=by_stream.get(r[0], []),
+                cache_write_input_tokens=r[18],
             )
             for r in rows
         ]
