@@ -23,6 +23,7 @@ from providers.base import (
     Reasoning,
     ResponseFormat,
     TextPart,
+    Thought,
     ToolCall,
     ToolChoice,
     ToolChoiceMode,
@@ -87,7 +88,7 @@ class InToolResult(_Strict):
 
 
 class InThinking(_Strict):
-    """A thinking block of an earlier answer, sent back: accepted, not forwarded (see `_assistant`)."""
+    """A thinking block of an earlier answer, sent back: forwarded to Anthropic only (see `_assistant`)."""
 
     type: Literal["thinking"]
     thinking: str
@@ -241,15 +242,21 @@ def _user(turn: InTurn, where: str) -> list[Message]:
 
 
 def _assistant(turn: InTurn, where: str) -> Message:
-    """An assistant turn: its text, then its tool calls. Thinking blocks sent back are not forwarded: their
-    signatures belong to the provider that wrote them, and any model may serve the next turn."""
+    """An assistant turn: its text, then its tool calls, with its signed thinking blocks kept aside: they reach
+    a Claude model with thinking on (which needs them to continue a tool loop), and no other provider (whose
+    models cannot read Anthropic's signatures)."""
     if isinstance(turn.content, str):
         return Message("assistant", turn.content)
     text: list[InText] = []
     calls: list[ToolCall] = []
     mark = None
+    thoughts: list[Thought] = []
     for j, b in enumerate(turn.content):
-        if isinstance(b, InText):
+        if isinstance(b, InThinking):
+            thoughts.append(Thought(b.thinking, b.signature))
+        elif isinstance(b, InRedactedThinking):
+            thoughts.append(Thought("", redacted=b.data))
+        elif isinstance(b, InText):
             text.append(b)
         elif isinstance(b, InToolUse):
             calls.append(ToolCall(b.id, b.name, json.dumps(b.input, ensure_ascii=False)))
@@ -259,10 +266,10 @@ def _assistant(turn: InTurn, where: str) -> Message:
                     "invalid_request", f"{where}.content.{j}.cache_control: only a turn's last tool_use may carry one"
                 )
             mark = cache_mark(b.cache_control)
-        elif not isinstance(b, InThinking | InRedactedThinking):
+        else:
             raise fail("invalid_request", f"{where}.content.{j}: a {b.type} block cannot be in an assistant turn")
     content: tuple[ContentPart, ...] = tuple(TextPart(b.text, cache_mark(b.cache_control)) for b in text)
-    return Message("assistant", content, tuple(calls), None, mark)
+    return Message("assistant", content, tuple(calls), None, mark, thoughts=tuple(thoughts))
 
 
 def _system(system: str | list[InText] | None) -> list[Message]:

@@ -104,6 +104,8 @@ class ToolCallDeltaEvent(_Event):
 class ReasoningEvent(_Event):
     type: Literal["reasoning.delta"]
     text: str
+    signature: str | SkipJsonSchema[None] = Field(None, description="Ends an Anthropic thinking block (text empty).")
+    redacted: str | SkipJsonSchema[None] = Field(None, description="A redacted Anthropic thinking block, whole.")
 
 
 class TokenLogprobJson(_Out):

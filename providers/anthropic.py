@@ -118,10 +118,16 @@ class _StreamState:
             text = d.get("thinking", "")
             self.thinking_chars += len(text)
             return ReasoningDelta(text) if text else None
+        if dtype == "signature_delta":
+            signature = d.get("signature", "")
+            return ReasoningDelta("", signature) if signature else None
         return None
 
-    def block_start(self, index: int, block: dict[str, Any]) -> ToolCallDelta | None:
-        if block.get("type") != "tool_use":
+    def block_start(self, index: int, block: dict[str, Any]) -> ToolCallDelta | ReasoningDelta | None:
+        kind = block.get("type")
+        if kind == "redacted_thinking":
+            return ReasoningDelta("", redacted=block.get("data", ""))
+        if kind != "tool_use":
             return None
         if self.forced is not None and block.get("name") == self.forced:
             self.json_blocks.add(index)

@@ -17,6 +17,7 @@ from providers.base import (
     Message,
     ResponseFormat,
     TextPart,
+    Thought,
     ToolSpec,
 )
 from providers.upstream import split_data_url
@@ -53,7 +54,13 @@ def _part_blocks(content: str | tuple[ContentPart, ...]) -> list[dict[str, Any]]
     return blocks
 
 
-def _blocks(msg: Message) -> list[dict[str, Any]]:
+def _thought(t: Thought) -> dict[str, Any]:
+    if t.redacted:
+        return {"type": "redacted_thinking", "data": t.redacted}
+    return {"type": "thinking", "thinking": t.text, "signature": t.signature}
+
+
+def _blocks(msg: Message, thinking: bool) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]]
     if msg.role == "tool":
         blocks = [{"type": "tool_result", "tool_use_id": msg.tool_call_id or "", "content": msg.text()}]
@@ -61,6 +68,9 @@ def _blocks(msg: Message) -> list[dict[str, Any]]:
             blocks[0]["is_error"] = True
     else:
         blocks = _part_blocks(msg.content)
+    if thinking and msg.thoughts:
+        # With thinking on, Claude continues a tool loop only from the turn's own signed thinking, sent first.
+        blocks[:0] = [_thought(t) for t in msg.thoughts if t.signature or t.redacted]
     for call in msg.tool_calls:
         try:
             args = json.loads(call.arguments) if call.arguments else {}
@@ -73,12 +83,13 @@ def _blocks(msg: Message) -> list[dict[str, Any]]:
     return blocks
 
 
-def to_messages(request: ChatRequest) -> list[dict[str, Any]]:
-    """Turns in Anthropic's shape: tool results ride in user turns; same-role neighbours are merged."""
+def to_messages(request: ChatRequest, thinking: bool = False) -> list[dict[str, Any]]:
+    """Turns in Anthropic's shape: tool results ride in user turns; same-role neighbours are merged. Signed
+    thinking sent back goes only to a request with thinking on (without it, the API has no use for it)."""
     out: list[dict[str, Any]] = []
     for msg in request.turns():
         role = "assistant" if msg.role == "assistant" else "user"
-        blocks = _blocks(msg)
+        blocks = _blocks(msg, thinking)
         if not blocks:
             continue
         if out and out[-1]["role"] == role:
@@ -98,7 +109,7 @@ def to_system(request: ChatRequest) -> str | list[dict[str, Any]] | None:
     )
     if not marked:
         return request.system_prompt()
-    return [b for m in system for b in _blocks(m) if b["type"] == "text"] or None
+    return [b for m in system for b in _blocks(m, False) if b["type"] == "text"] or None
 
 
 def _tool(t: ToolSpec) -> dict[str, Any]:
@@ -206,7 +217,7 @@ def build_params(
     thinking, max_tokens = _thinking(r, r.max_tokens or default_max_tokens, default_max_tokens)
     p: dict[str, Any] = {
         "model": upstream_model,
-        "messages": to_messages(r),
+        "messages": to_messages(r, thinking is not None and thinking.get("type") == "enabled"),
         "max_tokens": max_tokens,
         "stream": True,
     }

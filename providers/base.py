@@ -53,6 +53,16 @@ class ToolCall:
 
 
 @dataclass(slots=True, frozen=True)
+class Thought:
+    """A thinking block of an earlier answer, sent back as the provider signed it (or its redacted data). Only
+    Anthropic takes these back; other providers are not sent them (they cannot read another's signatures)."""
+
+    text: str
+    signature: str = ""
+    redacted: str = ""
+
+
+@dataclass(slots=True, frozen=True)
 class Message:
     role: Role
     content: str | tuple[ContentPart, ...] = ""
@@ -60,6 +70,7 @@ class Message:
     tool_call_id: str | None = None  # for role == "tool"
     cache_control: CacheControl | None = None  # marks the message's last block
     is_error: bool = False  # for role == "tool": the tool failed, and the content says how
+    thoughts: tuple[Thought, ...] = ()  # for role == "assistant": its signed thinking, first in the turn
 
     def tool_output(self) -> str:
         """A tool result's text for an API with no error flag: a failure says so in words."""

@@ -29,9 +29,14 @@ class ToolCallDelta:
 
 @dataclass(slots=True)
 class ReasoningDelta:
-    """A piece of the model's visible thinking (Anthropic thinking, Gemini thought parts): never answer text."""
+    """A piece of the model's visible thinking (Anthropic thinking, Gemini thought parts): never answer text.
+
+    Anthropic ends each thinking block with a `signature` (the text is empty then), and sends a redacted block
+    whole as `redacted` data: a client sends both back with the turn, for Claude to continue a tool loop."""
 
     text: str
+    signature: str = ""
+    redacted: str = ""
 
 
 @dataclass(slots=True, frozen=True)

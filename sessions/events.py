@@ -68,9 +68,16 @@ class Reasoning:
 
     TYPE: ClassVar[str] = "reasoning.delta"
     text: str
+    signature: str = ""  # ends a thinking block (Anthropic): send it back with the turn
+    redacted: str = ""  # a redacted thinking block, whole (Anthropic)
 
     def wire(self) -> dict[str, Any]:
-        return {"text": self.text}
+        out: dict[str, Any] = {"text": self.text}
+        if self.signature:
+            out["signature"] = self.signature
+        if self.redacted:
+            out["redacted"] = self.redacted
+        return out
 
 
 @dataclass(slots=True, frozen=True)
@@ -401,7 +408,7 @@ _DECODERS: dict[str, Callable[[dict[str, Any]], Event]] = {
     Started.TYPE: lambda d: Started(d["model"], d["provider"]),
     Delta.TYPE: lambda d: Delta(d["text"]),
     ToolCallDelta.TYPE: lambda d: ToolCallDelta(d["index"], d["call_id"], d["name"], d["arguments"]),
-    Reasoning.TYPE: lambda d: Reasoning(d["text"]),
+    Reasoning.TYPE: lambda d: Reasoning(d["text"], d.get("signature", ""), d.get("redacted", "")),
     Logprobs.TYPE: lambda d: Logprobs(tuple(_logprob_from(t) for t in d["tokens"])),
     Fallback.TYPE: lambda d: Fallback(
         d["from_model"], d["to_model"], d["reason"], d["chars_so_far"], cast(FallbackMode, d["mode"])

@@ -183,7 +183,7 @@ class StreamSession:
                         self._ttft_ms = (loop.time() - t0) * 1000
                     self.emit(ToolCallDelta(ev.index, ev.id, ev.name, ev.arguments))
                 elif isinstance(ev, provider_events.ReasoningDelta):
-                    self.emit(Reasoning(ev.text))
+                    self.emit(Reasoning(ev.text, ev.signature, ev.redacted))
                 elif isinstance(ev, provider_events.LogprobsDelta):
                     self.emit(Logprobs(ev.tokens))
                 elif isinstance(ev, AttemptStarted):

@@ -212,6 +212,56 @@ async def test_thinking_streams_as_thinking_blocks(gw: tuple[Live, AsyncAnthropi
     assert config["thinkingConfig"]["thinkingBudget"] == 2048
 
 
+async def test_a_tool_loop_with_thinking_sends_the_signed_thinking_back(
+    gw: tuple[Live, AsyncAnthropic], emu: Emulator
+) -> None:
+    """Claude with thinking on continues a tool loop only from the turn's own signed thinking: the signature
+    streams to the client, comes back with the turn, and reaches Claude unchanged (no other provider gets it)."""
+    _, sdk = gw
+    model = "claude-sonnet-4-5"
+    call_turn = Script(thinking=("Paris", " needs a lookup."), text=(), tool_call=ToolCallScript(), finish="tool_calls")
+    emu.script(call_turn, Script(text=("Too", " cold.")), model=model)
+    emu.script(Script(text=("Mild.",)), model="gpt-5-mini")
+    history: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+    call: dict[str, Any] = {
+        "model": model,
+        "max_tokens": 4000,
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "tools": [WEATHER],
+        "extra_body": {"fallbacks": []},
+    }
+    async with sdk.messages.stream(messages=history, **call) as stream:
+        signatures = [ev.signature async for ev in stream if ev.type == "signature"]
+        first = await stream.get_final_message()
+    assert signatures == ["EmuSignature"]
+    assert [b.type for b in first.content] == ["thinking", "tool_use"]
+    thought, use = first.content
+    assert (thought.thinking, thought.signature) == ("Paris needs a lookup.", "EmuSignature")  # type: ignore[union-attr]
+    history += [
+        {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "2 C"}]},  # type: ignore[union-attr]
+    ]
+    final = await sdk.messages.create(messages=history, **call)
+    assert final.content[0].text == "Too cold."  # type: ignore[union-attr]
+    rec = requests_for(emu, model)[-1]
+    assert rec.rejected is None, rec.rejected
+    sent = rec.body["messages"][1]["content"]
+    assert sent[0] == {"type": "thinking", "thinking": "Paris needs a lookup.", "signature": "EmuSignature"}
+    assert sent[1]["type"] == "tool_use"
+
+    # A forged signature is the provider's to refuse, and it says so.
+    forged = [dict(history[1], content=[{**history[1]["content"][0], "signature": "forged"}, history[1]["content"][1]])]
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        await sdk.messages.create(messages=[history[0], *forged, history[2]], **call)
+    assert "Invalid `signature`" in refused.value.message
+
+    # Another provider serving the next turn is not sent Anthropic's signed blocks.
+    gpt = {k: v for k, v in call.items() if k != "thinking"}
+    await sdk.messages.create(messages=history, **{**gpt, "model": "gpt-5-mini"})
+    sent_to_gpt = only(emu, "gpt-5-mini").body["messages"]
+    assert all("signature" not in str(m) for m in sent_to_gpt)
+
+
 class Fox(BaseModel):
     name: str
     legs: int

@@ -49,7 +49,7 @@ SAMPLES: list[Event] = [
     Started("mock", "mock"),
     Delta(" the"),
     ToolCallDelta(0, "call_1", "get_weather", '{"city"'),
-    Reasoning("First, the weather."),
+    Reasoning("First, the weather.", "sig", "data"),
     Logprobs((TokenLogprob(" the", -0.01, (32, 116, 104, 101), (TokenLogprob(" a", -4.6, (32, 97)),)),)),
     Fallback("mock", "mock-backup", "server_error", 9, "continue"),
     Seam(7, 2, "overlap"),

@@ -93,7 +93,8 @@ class CompletionChunks:
                 call["function"]["name"] = ev.name
             return a.chunk({"tool_calls": [call]})
         if isinstance(ev, Reasoning):
-            return a.chunk({"reasoning_content": ev.text})
+            # A signature (Anthropic's, ending a thinking block) has no place in Chat Completions.
+            return a.chunk({"reasoning_content": ev.text}) if ev.text else None
         if isinstance(ev, Logprobs):
             out = a.chunk({})
             out["choices"][0]["logprobs"] = {"content": [logprob_json(t) for t in ev.tokens], "refusal": None}

@@ -42,25 +42,28 @@ from sessions.events import (
 )
 from sessions.log import LogEntry
 
-BlockKind = Literal["text", "thinking", "tool_use"]
+BlockKind = Literal["text", "thinking", "redacted_thinking", "tool_use"]
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 
 
 class _Block:
-    __slots__ = ("id", "kind", "name", "parts")
+    __slots__ = ("id", "kind", "name", "parts", "signature")
 
     def __init__(self, kind: BlockKind, id: str | None = None, name: str | None = None) -> None:
         self.kind: BlockKind = kind
         self.id = id
         self.name = name
         self.parts: list[str] = []
+        self.signature = ""  # a thinking block's, once the provider signed it (the block is then closed)
 
     def json(self) -> dict[str, Any]:
         joined = "".join(self.parts)
         if self.kind == "text":
             return {"type": "text", "text": joined}
         if self.kind == "thinking":
-            return {"type": "thinking", "thinking": joined, "signature": ""}
+            return {"type": "thinking", "thinking": joined, "signature": self.signature}
+        if self.kind == "redacted_thinking":
+            return {"type": "redacted_thinking", "data": joined}
         try:
             args = json.loads(joined) if joined else {}
         except ValueError:
@@ -94,7 +97,7 @@ class MessageAnswer:
         if type(ev) is Delta:
             self.add("text", ev.text)
         elif isinstance(ev, Reasoning):
-            self.add("thinking", ev.text)
+            self.think(ev)
         elif isinstance(ev, ToolCallDelta):
             block = self.tools.get(ev.index)
             if block is None:
@@ -119,9 +122,19 @@ class MessageAnswer:
         elif isinstance(ev, Error | Draining):
             self.error = error_of(ev)
 
+    def think(self, ev: Reasoning) -> None:
+        if ev.redacted:
+            block = _Block("redacted_thinking")
+            block.parts.append(ev.redacted)
+            self.blocks.append(block)
+            return
+        self.add("thinking", ev.text)
+        if ev.signature:
+            self.blocks[-1].signature = ev.signature
+
     def add(self, kind: BlockKind, text: str) -> None:
         blocks = self.blocks
-        if blocks and blocks[-1].kind == kind:
+        if blocks and blocks[-1].kind == kind and not blocks[-1].signature:
             blocks[-1].parts.append(text)
         else:
             block = _Block(kind)
@@ -267,10 +280,7 @@ class MessageEvents:
 
     def _other(self, ev: Event) -> list[bytes]:
         if isinstance(ev, Reasoning):
-            if self._open_kind == "thinking":
-                return self._delta(self._open, {"type": "thinking_delta", "thinking": ev.text})
-            start = self._open_block({"type": "thinking", "thinking": "", "signature": ""}, "thinking")
-            return start + self._delta(self._open, {"type": "thinking_delta", "thinking": ev.text})
+            return self._thinking(ev)
         if isinstance(ev, ToolCallDelta):
             return self._tool(ev)
         if isinstance(ev, Fallback):
@@ -286,6 +296,20 @@ class MessageEvents:
         if isinstance(ev, Error | Draining) and not self._ended:
             return self._error(error_of(ev))
         return []
+
+    def _thinking(self, ev: Reasoning) -> list[bytes]:
+        if ev.redacted:  # a block of its own, whole
+            out = self._open_block({"type": "redacted_thinking", "data": ev.redacted}, "redacted_thinking")
+            return out + self._close_block()
+        out = []
+        if self._open_kind != "thinking":
+            out += self._open_block({"type": "thinking", "thinking": "", "signature": ""}, "thinking")
+        if ev.text:
+            out += self._delta(self._open, {"type": "thinking_delta", "thinking": ev.text})
+        if ev.signature:  # the provider signed the block: it is over
+            out += self._delta(self._open, {"type": "signature_delta", "signature": ev.signature})
+            out += self._close_block()
+        return out
 
     def _tool(self, ev: ToolCallDelta) -> list[bytes]:
         index = self._tool_blocks.get(ev.index)

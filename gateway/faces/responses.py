@@ -157,7 +157,7 @@ class Output(Gathered):
 
     def on(self, ev: Event) -> list[Json]:
         if isinstance(ev, Reasoning):
-            return self._reasoning(ev.text) if self.show_reasoning else []
+            return self._reasoning(ev.text) if self.show_reasoning and ev.text else []
         if isinstance(ev, Logprobs):
             msg, out = self.message()
             return [*out, msg.logprobs_event([logprob_json(t) for t in ev.tokens])]

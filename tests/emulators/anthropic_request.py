@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.emulators import checks as c
+from tests.emulators import wire
 from tests.emulators.checks import Invalid
 
 TOP = frozenset(
@@ -212,6 +213,35 @@ def _thinking(body: dict[str, Any], max_tokens: int, messages: list[Any]) -> Non
         raise Invalid(
             f"messages.{len(messages) - 1}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
             "`text`. When `thinking` is enabled, a final `assistant` message must start with a thinking block."
+        )
+    _signed_thinking(messages)
+
+
+def _blocks_of(m: Any) -> list[Any]:
+    content = m.get("content") if isinstance(m, dict) else None
+    return content if isinstance(content, list) else []
+
+
+def _signed_thinking(messages: list[Any]) -> None:
+    """As the API does with thinking on: every thinking block sent back carries the signature it was issued with,
+    and the assistant turn whose tool calls the last user turn answers starts with its thinking."""
+    for i, m in enumerate(messages):
+        for j, b in enumerate(_blocks_of(m)):
+            if isinstance(b, dict) and b.get("type") == "thinking" and b.get("signature") != wire.SIGNATURE:
+                raise Invalid(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
+    answered = len(messages) >= 2 and any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in _blocks_of(messages[-1])
+    )
+    if not answered:
+        return
+    first = next(iter(_blocks_of(messages[-2])), {})
+    kind = first.get("type") if isinstance(first, dict) else None
+    if kind not in ("thinking", "redacted_thinking"):
+        raise Invalid(
+            f"messages.{len(messages) - 2}.content.0.type: Expected `thinking` or `redacted_thinking`, but found "
+            f"`{kind}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+            "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking "
+            "blocks from previous turns. To avoid this requirement, disable `thinking`."
         )
 
 

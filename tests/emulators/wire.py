@@ -17,6 +17,7 @@ OPENAI_ID = "chatcmpl-emu123"
 ANTHROPIC_ID = "msg_emu123"
 GEMINI_ID = "emu-resp-123"
 REQUEST_ID = "req_emu123"
+SIGNATURE = "EmuSignature"  # what the Anthropic emulator signs thinking with, and takes back
 
 
 def dumps(obj: Any) -> str:
@@ -183,7 +184,7 @@ def anthropic_events(script: Script, model: str, body: Any, complete: bool) -> l
         block_start({"type": "thinking", "thinking": "", "signature": ""})
         for piece in script.thinking:
             delta({"type": "thinking_delta", "thinking": piece})
-        delta({"type": "signature_delta", "signature": "EmuSignature"}, token=False)
+        delta({"type": "signature_delta", "signature": SIGNATURE}, token=False)
         block_stop()
         index += 1
     pieces = script.pieces()
