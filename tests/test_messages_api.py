@@ -371,3 +371,19 @@ async def test_what_the_ai_sdk_sends_is_taken(live: Live) -> None:
         **{"anthropic-beta": betas},
     )
     assert events[-1].event == "message_stop"
+
+
+async def test_the_anthropic_sdk_lists_and_retrieves_models(client: AsyncAnthropic, live: Live) -> None:
+    page = await client.models.list()
+    ids = [m.id for m in page.data]
+    assert "mock" in ids and "mock-backup" in ids
+    assert page.has_more is False and (page.first_id, page.last_id) == (ids[0], ids[-1])
+    assert all(m.type == "model" and m.display_name == m.id for m in page.data)
+    one = await client.models.retrieve("mock")
+    assert (one.id, one.type) == ("mock", "model")
+    with pytest.raises(anthropic.NotFoundError):
+        await client.models.retrieve("no-such-model")
+    # The same list is the OpenAI SDK's (its own fields are all there too).
+    async with httpx.AsyncClient(base_url=live.url, headers={"authorization": f"Bearer {live.token}"}) as http:
+        listed = (await http.get("/v1/models")).json()
+    assert listed["object"] == "list" and listed["data"][0]["object"] == "model"
