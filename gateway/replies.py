@@ -3,7 +3,8 @@ segments, finished streams, and the JSON of every event of the gateway's protoco
 
 The JSON itself is written elsewhere, once (`sessions.events`, `gateway.bus.base`); these models only describe it.
 Routes that return dicts name a model as `response_model`, so FastAPI checks the dict on the way out; the event
-models are checked against real streams by `tests/test_openapi.py`, and `EVENT_DATA` must name every event type.
+models are checked against real streams by `tests/test_openapi.py`, and against the union itself (the same fields
+for every event) by `tests/test_protocol_doc.py`: `sessions.events` stays the one place an event is defined.
 """
 
 from __future__ import annotations

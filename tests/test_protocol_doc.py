@@ -187,3 +187,15 @@ def test_the_kind_table_is_the_one_the_edge_uses() -> None:
             row.close,
             row.openai,
         ), kind
+
+
+def test_the_documents_event_models_name_the_unions_fields() -> None:
+    """The OpenAPI document's event models (`gateway.replies`) describe what the union encodes: the same fields
+    for every event, each sample (every optional field set) valid against its model."""
+    from gateway.replies import EVENT_DATA
+
+    enc = StreamEncoder("st_x", "c1")
+    for sample, (name, fields) in zip(SAMPLES, union_fields().items(), strict=True):
+        model = EVENT_DATA[name]
+        assert set(model.model_fields) == {*fields, *COMMON}, name
+        model.model_validate_json(enc.encode(1, sample))
