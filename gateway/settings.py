@@ -128,7 +128,9 @@ class Settings(BaseSettings):
             "default the id), `context_window`, `fallbacks` and `aliases` (lists of model ids), `tier`, "
             "`supports_prefill`, `first_token_timeout` and `inter_token_timeout` (seconds), and `price` "
             "(USD per million tokens: `input`, `output`, optional `cached_input`, `tier_threshold`, "
-            "`tier_input`, `tier_output`, `tier_cached_input`). An entry with a catalog id changes only the "
+            "`tier_input`, `tier_output`, `tier_cached_input`, `cache_write_input`, `tier_cache_write_input`, "
+            "`cache_write_1h_input`, `tier_cache_write_1h_input`; an unset cache price costs what input costs, an "
+            "unset one-hour write price what other writes cost). An entry with a catalog id changes only the "
             "fields it names:\n\n"
             "```sh\n"
             'GATEWAY_MODELS=\'[{"id": "gpt-5-mini", "first_token_timeout": 60},\n'

@@ -83,6 +83,7 @@ class _StreamState:
 
     __slots__ = (
         "cache_write",
+        "cache_write_1h",
         "cached",
         "finish",
         "forced",
@@ -99,7 +100,7 @@ class _StreamState:
         self.forced = forced
         self.finish: FinishReason | None = None
         self.stop_reason: str | None = None  # Anthropic's own value ("end_turn", "refusal", …)
-        self.input_tokens = self.cached = self.cache_write = self.output_tokens = 0
+        self.input_tokens = self.cached = self.cache_write = self.cache_write_1h = self.output_tokens = 0
         self.thinking_chars = 0
         self.thinking_tokens: int | None = None
         self.tool_slots: dict[int, int] = {}  # content block index -> tool call number
@@ -138,6 +139,8 @@ class _StreamState:
     def message_start(self, u: dict[str, Any]) -> None:
         self.cached = u.get("cache_read_input_tokens") or 0
         self.cache_write = u.get("cache_creation_input_tokens") or 0
+        # Writes by lifetime, when the API breaks them down: an hour's cost more than five minutes'.
+        self.cache_write_1h = (u.get("cache_creation") or {}).get("ephemeral_1h_input_tokens") or 0
         # Anthropic's input_tokens is only the uncached part of the prompt.
         self.input_tokens = (u.get("input_tokens") or 0) + self.cached + self.cache_write
         self.output_tokens = u.get("output_tokens") or 0
@@ -158,7 +161,9 @@ class _StreamState:
         if reasoning is None:
             # Without a breakdown, thinking hides inside output tokens: estimate its share from the text.
             reasoning = min(self.output_tokens, (self.thinking_chars + 3) // 4)
-        return Usage(self.input_tokens, self.output_tokens, self.cached, reasoning, self.cache_write)
+        return Usage(
+            self.input_tokens, self.output_tokens, self.cached, reasoning, self.cache_write, self.cache_write_1h
+        )
 
 
 class AnthropicProvider:

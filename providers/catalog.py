@@ -27,7 +27,8 @@ from providers.capability_config import capabilities_from_config
 class Price:
     """USD per million tokens; above `tier_threshold` input tokens the `tier_` prices apply where given.
 
-    Cache reads cost `cached_input` and cache writes `cache_write_input`; either unset costs `input`.
+    Cache reads cost `cached_input` and cache writes `cache_write_input`; either unset costs `input`. One-hour
+    writes cost `cache_write_1h_input`, unset: what other writes cost.
     """
 
     input: Decimal
@@ -39,6 +40,8 @@ class Price:
     tier_cached_input: Decimal | None = None
     cache_write_input: Decimal | None = None
     tier_cache_write_input: Decimal | None = None
+    cache_write_1h_input: Decimal | None = None
+    tier_cache_write_1h_input: Decimal | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -207,6 +210,8 @@ def _price(raw: Mapping[str, Any] | None) -> Price | None:
         dec("tier_cached_input"),
         dec("cache_write_input"),
         dec("tier_cache_write_input"),
+        dec("cache_write_1h_input"),
+        dec("tier_cache_write_1h_input"),
     )
 
 

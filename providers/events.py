@@ -63,6 +63,7 @@ class Usage:
     cached_input_tokens: int = 0  # read from the provider's prompt cache
     reasoning_tokens: int = 0
     cache_write_input_tokens: int = 0  # written to the prompt cache (Anthropic bills these above input)
+    cache_write_1h_input_tokens: int = 0  # of those, written for an hour (Anthropic's `ttl: "1h"`, dearer still)
 
 
 @dataclass(slots=True)

@@ -35,9 +35,11 @@ def _from_price(price: Price, usage: Usage) -> Decimal:
     # Unpriced cache reads or writes cost what plain input costs (in the same tier).
     cached = _pick(tiered, price.tier_cached_input, price.cached_input, inp)
     written = _pick(tiered, price.tier_cache_write_input, price.cache_write_input, inp)
+    hour = _pick(tiered, price.tier_cache_write_1h_input, price.cache_write_1h_input, written)
     reads, writes = usage.cached_input_tokens, usage.cache_write_input_tokens
+    long = min(writes, usage.cache_write_1h_input_tokens)
     uncached = max(0, usage.input_tokens - reads - writes)
-    total = uncached * inp + reads * cached + writes * written + usage.output_tokens * out
+    total = uncached * inp + reads * cached + (writes - long) * written + long * hour + usage.output_tokens * out
     return total / _MILLION
 
 
@@ -61,6 +63,7 @@ def cost_usd(spec: ModelSpec, usage: Usage) -> Decimal:
             input_tokens=usage.input_tokens,
             cache_read_tokens=usage.cached_input_tokens or None,
             cache_write_tokens=usage.cache_write_input_tokens or None,
+            cache_write_1h_tokens=min(usage.cache_write_1h_input_tokens, usage.cache_write_input_tokens) or None,
             output_tokens=usage.output_tokens,
         ),
         model_ref=spec.upstream,

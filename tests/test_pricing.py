@@ -99,6 +99,8 @@ def test_output_estimate_from_text() -> None:
         # 30k x 3 + 50k x 0.3 + 20k x 3.75 + 10k x 15
         ("claude-sonnet-4-5", Usage(100_000, 10_000, 50_000, 0, 20_000), "0.33"),
         ("claude-opus-4-1", Usage(10_000, 0, 0, 0, 10_000), "0.1875"),  # writes at 18.75 per 1M
+        # One-hour writes cost twice the input price: 40k x 3.75 + 60k x 6.
+        ("claude-sonnet-4-5", Usage(100_000, 0, 0, 0, 100_000, 60_000), "0.51"),
         # OpenAI and Gemini charge nothing extra to write their caches.
         ("gpt-5-mini", Usage(M, 0, 0, 0, M), "0.25"),
         ("gemini-2.5-flash", Usage(M, 0, 0, 0, M), "0.3"),
@@ -136,3 +138,9 @@ def test_configured_cache_write_price(tmp_path: object) -> None:
     )  # 500 x 2 + 200 x 0.2 + 300 x 2.5 + 100 x 10
     assert cost_usd(cat.resolve("plain"), usage) == Decimal("0.003")  # every input token at the input rate
     assert cost_usd(cat.resolve("tiered"), Usage(2000, 0, 0, 0, 1000)) == Decimal("0.008")  # 1000 x 3 + 1000 x 5
+    # Without a one-hour price, an hour's writes cost what other writes cost; with one, that price.
+    hour = Usage(1000, 100, 200, 0, 300, 100)
+    assert cost_usd(cat.resolve("house-claude"), hour) == cost_usd(cat.resolve("house-claude"), usage)
+    priced = [{**models[0], "price": {**models[0]["price"], "cache_write_1h_input": 4}}]  # type: ignore[dict-item]
+    cat = build_catalog(make_settings(tmp_path, gateway_models=json.dumps(priced)))  # type: ignore[arg-type]
+    assert cost_usd(cat.resolve("house-claude"), hour) == Decimal("0.00294")  # 200 x 2.5 + 100 x 4 instead

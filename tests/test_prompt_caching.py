@@ -178,3 +178,24 @@ async def test_messages_markers_reach_anthropic_unchanged_and_usage_says_what_wa
     totals = (await usage_of(gw))["totals"]
     assert (totals["cached_input_tokens"], totals["cache_write_input_tokens"]) == (4000, 2000)
     assert Decimal(totals["cost_usd"]) == 2 * expected
+
+
+async def test_one_hour_cache_writes_are_priced_at_their_own_rate(gw: Live, emu: Emulator) -> None:
+    """Anthropic says how many of the written tokens were written for an hour; those cost $6 a million on Claude
+    Sonnet 4.5, not the five-minute $3.75."""
+    hour = Script(
+        text=("Kept.",), input_tokens=5000, cached_tokens=2000, cache_creation_tokens=1000, cache_creation_1h_tokens=600
+    )
+    emu.script(hour, model="claude-sonnet-4-5")
+    system: Any = [{"type": "text", "text": "The handbook: " + "chapter. " * 200, "cache_control": HOUR}]
+    async with AsyncAnthropic(base_url=gw.url, api_key=gw.token, max_retries=0, timeout=20) as sdk:
+        msg = await sdk.messages.create(
+            model="claude-sonnet-4-5",
+            max_tokens=100,
+            system=system,
+            messages=[{"role": "user", "content": "Chapter 1?"}],
+            extra_body={"fallbacks": []},
+        )
+    expected = sonnet_cost(5000, 2000, 1000, 1) + 600 * (Decimal(6) - SONNET["write"]) / 1_000_000
+    assert Decimal(msg.model_extra["gateway"]["cost_usd"]) == expected  # type: ignore[index]
+    assert Decimal((await usage_of(gw))["totals"]["cost_usd"]) == expected

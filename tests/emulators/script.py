@@ -61,6 +61,7 @@ class Script:
     cached_tokens: int = 0
     reasoning_tokens: int = 0
     cache_creation_tokens: int = 0
+    cache_creation_1h_tokens: int = 0  # of those, written for an hour (Anthropic's breakdown)
     status: int | None = None
     error_message: str | None = None
     retry_after: float | None = None

@@ -163,6 +163,11 @@ def anthropic_events(script: Script, model: str, body: Any, complete: bool) -> l
             },
         },
     }
+    if script.cache_creation_tokens:  # the breakdown by lifetime (the recorded examples wrote nothing)
+        start["message"]["usage"]["cache_creation"] = {  # type: ignore[index]
+            "ephemeral_5m_input_tokens": script.cache_creation_tokens - script.cache_creation_1h_tokens,
+            "ephemeral_1h_input_tokens": script.cache_creation_1h_tokens,
+        }
     out: list[Event] = [(False, _sse("message_start", start))]
     index = 0
 
