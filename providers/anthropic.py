@@ -194,7 +194,11 @@ class AnthropicProvider:
         # `create`, and the event stream is read here without a model object per event.
         events = await open_sdk_stream(
             lambda: client.post(
-                "/v1/messages", cast_to=httpx2.Response, body=self.params(request, upstream_model), stream=True
+                "/v1/messages",
+                cast_to=httpx2.Response,
+                body=self.params(request, upstream_model),
+                options={"headers": {"anthropic-beta": ",".join(request.betas)}} if request.betas else {},
+                stream=True,
             ),
             _FAILURES,
             lambda exc: self._error(exc, upstream_model),

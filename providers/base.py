@@ -182,6 +182,7 @@ class ChatRequest:
     top_logprobs: int | None = None
     user: str | None = None  # an opaque end-user id, for the provider's abuse detection
     metadata: dict[str, str] = field(default_factory=dict)  # the caller's labels, kept by the gateway
+    betas: tuple[str, ...] = ()  # Anthropic beta features asked for, sent as `anthropic-beta` (Claude only)
 
     @property
     def answer_tool(self) -> str | None:

@@ -42,6 +42,7 @@ Param = Literal[
     "top_logprobs",
     "reasoning_effort",
     "reasoning_budget",
+    "betas",
 ]
 
 ALL_TOOL_CHOICES: frozenset[ToolChoiceMode] = frozenset(get_args(ToolChoiceMode))
@@ -61,6 +62,7 @@ _SHAPE: frozenset[Param] = frozenset(
         "tools.strict",
         "logprobs",
         "top_logprobs",
+        "betas",  # a beta feature may change anything about the answer
     }
 )
 
@@ -86,6 +88,7 @@ MESSAGES_FIELDS: dict[Param, str] = {
     "tools.strict": "tools[{}].strict",
     "reasoning_effort": "output_config.effort",
     "reasoning_budget": "thinking.budget_tokens",
+    "betas": "anthropic-beta",
 }
 
 
@@ -133,6 +136,7 @@ class Capabilities:
     budget_below_max_tokens: bool = False  # thinking counts inside max_tokens and must leave room
     sampling_with_reasoning: bool = True
     forced_tool_with_reasoning: bool = True
+    betas: bool = False  # takes Anthropic beta features (`anthropic-beta`)
     prefill_with_reasoning: bool = True  # a continuation may end in an assistant turn while thinking is on
 
 
@@ -146,6 +150,7 @@ OPENAI_REASONING = Capabilities(
     reasoning_efforts=_THINKING_EFFORTS,
 )
 CLAUDE = Capabilities(
+    betas=True,
     json_object="tool",
     temperature=(0.0, 1.0),
     top_k=True,
@@ -322,6 +327,8 @@ def _shape(caps: Capabilities, r: ChatRequest, out: list[Unsupported]) -> None:
             out.append(Unsupported("tool_choice", "cannot be forced to call a tool while reasoning is on"))
     if r.parallel_tool_calls is False and not caps.parallel_tool_calls:
         out.append(Unsupported("parallel_tool_calls", "cannot turn parallel tool calls off"))
+    if r.betas and not caps.betas:
+        out.append(Unsupported("betas", f"has no Anthropic beta features ({', '.join(r.betas)})"))
     if not caps.strict_tools:
         for i, tool in enumerate(r.tools):
             if tool.strict:

@@ -22,6 +22,7 @@ _FLAGS = (
     "sampling_with_reasoning",
     "forced_tool_with_reasoning",
     "prefill_with_reasoning",
+    "betas",
 )
 _OPTIONAL_INTS = ("max_stop", "logprobs")
 

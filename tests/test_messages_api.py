@@ -286,7 +286,10 @@ async def test_real_errors_of_the_messages_face(live_factory: Callable[..., Any]
         said = await expect_error(
             sdk, bad, "invalid_request_error", extra_headers={"anthropic-beta": "context-1m-2025-08-07"}
         )
-        assert said == "anthropic-beta: 'context-1m-2025-08-07' is not supported by this gateway"
+        # A beta feature is Claude's to provide: a model of another provider is refused by name.
+        assert said == "anthropic-beta: mock has no Anthropic beta features (context-1m-2025-08-07)"
+        said = await expect_error(sdk, bad, "invalid_request_error", extra_headers={"anthropic-beta": "x y"})
+        assert said == "anthropic-beta: 'x y' is not a beta feature name (or one too many)"
         said = await expect_error(
             sdk, bad, "invalid_request_error", model="gpt-5-mini", extra_body={"temperature": 0.5}
         )

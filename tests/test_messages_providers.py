@@ -335,3 +335,35 @@ async def test_a_provider_saying_busy_is_the_sdks_own_error(gw: tuple[Live, Asyn
     with pytest.raises(anthropic.OverloadedError) as overloaded:
         await sdk.messages.create(**call)
     assert overloaded.value.status_code == 529 and overloaded.value.type == "overloaded_error"
+
+
+async def test_beta_features_reach_claude_and_only_claude(gw: tuple[Live, AsyncAnthropic], emu: Emulator) -> None:
+    """`anthropic-beta` features the gateway does not provide itself go to Claude as the client sent them; a
+    fallback of another provider cannot take them, so it is skipped by name rather than asked without them."""
+    _, sdk = gw
+    emu.script(Script(status=529), Script(status=529), Script(status=529), model="claude-sonnet-4-5")
+    emu.script(Script(text=("Long", " context.")), model="claude-opus-4-1")
+    msg = await sdk.beta.messages.create(
+        model="claude-sonnet-4-5",
+        max_tokens=100,
+        messages=[{"role": "user", "content": "Read it all."}],
+        betas=["context-1m-2025-08-07", "prompt-caching-2024-07-31"],
+        extra_body={"fallbacks": ["gpt-5-mini", "claude-opus-4-1"]},
+    )
+    assert msg.content[0].text == "Long context."  # type: ignore[union-attr]
+    # Only the feature Claude must provide (prompt caching is the gateway's own pass-through), to each Claude asked.
+    for model in ("claude-sonnet-4-5", "claude-opus-4-1"):
+        assert all(r.headers["anthropic-beta"] == "context-1m-2025-08-07" for r in requests_for(emu, model))
+    assert requests_for(emu, "gpt-5-mini") == []
+    skipped = msg.model_extra["gateway"]["skipped"]  # type: ignore[index]
+    assert skipped == [{"model": "gpt-5-mini", "provider": "openai", "reason": "cannot_honour"}]
+    # Without betas nothing is sent in the header.
+    emu.reset()
+    emu.script(Script(text=("Plain.",)), model="claude-sonnet-4-5")
+    await sdk.messages.create(
+        model="claude-sonnet-4-5",
+        max_tokens=50,
+        messages=[{"role": "user", "content": "hi"}],
+        extra_body={"fallbacks": []},
+    )
+    assert "anthropic-beta" not in requests_for(emu, "claude-sonnet-4-5")[-1].headers

@@ -2,13 +2,17 @@
 agents built on them) can use the gateway as their base URL, with any catalog model answering.
 
 The API key is the gateway's own token, in `x-api-key` or `Authorization: Bearer`. `anthropic-version` is accepted
-whatever it says (there is one version); `anthropic-beta` names features, and one the gateway does not provide is
-refused by name. A field the first model cannot honour is refused (400 `invalid_request_error` naming it), and a
-fallback model that would answer in another shape is skipped. Errors come in Anthropic's body with its types;
-closing the connection stops the stream (the partial output is billed). docs/api-messages.md has the details.
+whatever it says (there is one version); `anthropic-beta` features the gateway does not provide itself are passed to
+Claude, which alone serves such a request. A field the first model cannot honour is refused (400
+`invalid_request_error` naming it), and a fallback model that would answer in another shape is skipped. Errors
+come in Anthropic's body with its types; closing the connection stops the stream (the partial output is billed).
+docs/api-messages.md has the details.
 """
 
 from __future__ import annotations
+
+import re
+from dataclasses import replace
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
@@ -38,15 +42,24 @@ router = APIRouter(tags=["anthropic"], route_class=speaking("anthropic"))
 ACCEPTED_BETAS = frozenset(
     {"prompt-caching-2024-07-31", "fine-grained-tool-streaming-2025-05-14", "structured-outputs-2025-11-13"}
 )
+BETA_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,79}")
+MAX_BETAS = 16
 # What one image costs at most at its default size, for the token estimate.
 IMAGE_TOKENS = 1600
 
 
-def check_betas(request: Request) -> None:
+def passed_betas(request: Request) -> tuple[str, ...]:
+    """The `anthropic-beta` features to pass to Claude: all but those the gateway provides itself. A model of
+    another provider cannot take them, so it does not serve such a request (refused first, skipped as a fallback)."""
+    out: list[str] = []
     for beta in request.headers.get("anthropic-beta", "").split(","):
         beta = beta.strip()
-        if beta and beta not in ACCEPTED_BETAS:
-            raise fail("bad_request", f"anthropic-beta: {beta!r} is not supported by this gateway")
+        if not beta or beta in ACCEPTED_BETAS:
+            continue
+        if not BETA_NAME.fullmatch(beta) or len(out) == MAX_BETAS:
+            raise fail("bad_request", f"anthropic-beta: {beta[:80]!r} is not a beta feature name (or one too many)")
+        out.append(beta)
+    return tuple(dict.fromkeys(out))
 
 
 def check_fields(spec: ModelSpec, request: ChatRequest) -> None:
@@ -62,9 +75,11 @@ def check_fields(spec: ModelSpec, request: ChatRequest) -> None:
 async def messages(
     request: Request, user: KeyOrBearerUser, body: JsonBody[MessagesBody], services: ServicesDep
 ) -> Response:
-    check_betas(request)
+    betas = passed_betas(request)
     s = services.settings
     chat = to_chat_request(body, max_messages=s.gateway_max_messages, max_prompt_chars=s.gateway_max_prompt_chars)
+    if betas:
+        chat = replace(chat, betas=betas)
     chain = services.sessions.resolve_chain(body.model, body.fallbacks)
     check_fields(chain[0], chat)
     params = StartParams(
@@ -104,7 +119,7 @@ async def count_tokens(
 ) -> JSONResponse:
     """An estimate, whatever model is named: about four characters a token of text, tool definitions counted as
     their JSON, and each image as much as an image costs at most (no provider is asked)."""
-    check_betas(request)
+    passed_betas(request)
     services.sessions.resolve_chain(body.model, ())  # an unknown model is refused as on /v1/messages
     total = 0
     for m in to_messages(body):
