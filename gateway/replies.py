@@ -156,6 +156,9 @@ class DoneEvent(_Event):
     cost_usd: Money
     segments: list[EventSegmentJson]
     skipped: list[SkippedJson]
+    stop_sequence: str | SkipJsonSchema[None] = Field(
+        None, description="The stop sequence that ended the answer, where the provider says which (Claude)."
+    )
 
 
 class SkippedJson(_Out):

@@ -91,6 +91,7 @@ class _StreamState:
         "json_blocks",
         "output_tokens",
         "stop_reason",
+        "stop_sequence",
         "thinking_chars",
         "thinking_tokens",
         "tool_slots",
@@ -100,6 +101,7 @@ class _StreamState:
         self.forced = forced
         self.finish: FinishReason | None = None
         self.stop_reason: str | None = None  # Anthropic's own value ("end_turn", "refusal", …)
+        self.stop_sequence: str | None = None
         self.input_tokens = self.cached = self.cache_write = self.cache_write_1h = self.output_tokens = 0
         self.thinking_chars = 0
         self.thinking_tokens: int | None = None
@@ -146,7 +148,9 @@ class _StreamState:
         self.output_tokens = u.get("output_tokens") or 0
 
     def message_delta(self, ev: dict[str, Any]) -> None:
-        stop = (ev.get("delta") or {}).get("stop_reason")
+        delta = ev.get("delta") or {}
+        stop = delta.get("stop_reason")
+        self.stop_sequence = delta.get("stop_sequence") or self.stop_sequence
         if stop is not None:
             self.stop_reason = stop
             self.finish = "stop" if stop == "tool_use" and self.json_blocks else _FINISH.get(stop, "other")
@@ -235,7 +239,7 @@ class AnthropicProvider:
         if read.finish is None:
             raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
         yield read.usage()
-        yield Finish(read.finish, read.stop_reason)
+        yield Finish(read.finish, read.stop_reason, read.stop_sequence)
 
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
         kw: dict[str, Any] = {"provider": self.name, "model": model}

@@ -65,6 +65,7 @@ class UpstreamAttempt:
         "seg",
         "spec",
         "started",
+        "stop_sequence",
         "tool_chars",
         "tool_seen",
     )
@@ -106,6 +107,7 @@ class UpstreamAttempt:
         self.got_usage = False
         self.finish: FinishReason | None = None
         self.finish_raw: str | None = None
+        self.stop_sequence: str | None = None
         self.failure: errors.ProviderError | None = None
         self.started = 0.0
         self._pending: asyncio.Task[object] | None = None
@@ -186,7 +188,7 @@ class UpstreamAttempt:
         if isinstance(ev, Usage):
             self.seg.usage, self.got_usage = ev, True
         elif isinstance(ev, Finish):
-            self.finish, self.finish_raw = ev.reason, ev.raw
+            self.finish, self.finish_raw, self.stop_sequence = ev.reason, ev.raw, ev.stop_sequence
         elif ev is _RELEASE and self.seam is not None:
             return self._seamed(self.seam.expire())
         return ()

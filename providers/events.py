@@ -71,6 +71,7 @@ class Finish:
     reason: FinishReason
     # The provider's own value ("end_turn", "refusal", "SAFETY", …); two finishes with the same reason are equal.
     raw: str | None = field(default=None, compare=False)
+    stop_sequence: str | None = field(default=None, compare=False)  # which one stopped it, where the API says
 
 
 ProviderEvent = TextDelta | ToolCallDelta | ReasoningDelta | LogprobsDelta | Usage | Finish

@@ -121,7 +121,7 @@ class Router:
                 yield SegmentEnded(att.seg)
                 if decision is None:
                     assert att.finish is not None
-                    yield RouterDone(att.finish, run.segments)
+                    yield RouterDone(att.finish, run.segments, att.stop_sequence)
                     return
                 form, retry = await self._apply(run, att, decision), retry + 1
                 if form is not None and not await self.breaker.acquire(spec.provider, spec.upstream):

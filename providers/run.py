@@ -49,6 +49,7 @@ class SegmentEnded:
 class RouterDone:
     finish_reason: FinishReason
     segments: list[Segment]
+    stop_sequence: str | None = None  # the stop sequence that ended the answer, where the provider says
 
 
 RouterEvent = ProviderEvent | AttemptStarted | FallbackStarted | ModelSkipped | SeamReset | SegmentEnded | RouterDone

@@ -169,10 +169,11 @@ class Done:
     finish_reason: str | None
     segments: tuple[Segment, ...]
     skipped: tuple[Skipped, ...] = ()
+    stop_sequence: str | None = None  # which stop sequence ended the answer (only where the provider says)
 
     def wire(self) -> dict[str, Any]:
         segs = self.segments
-        return {
+        out: dict[str, Any] = {
             "finish_reason": self.finish_reason,
             "usage": {
                 "input_tokens": sum(s.usage.input_tokens for s in segs),
@@ -185,6 +186,9 @@ class Done:
             "segments": [event_segment_json(s) for s in segs],
             "skipped": [{"model": k.model, "provider": k.provider, "reason": k.reason} for k in self.skipped],
         }
+        if self.stop_sequence is not None:
+            out["stop_sequence"] = self.stop_sequence
+        return out
 
     @property
     def cost_usd(self) -> Decimal:
@@ -401,7 +405,8 @@ def _tried(a: dict[str, Any]) -> Tried:
 
 def _done(d: dict[str, Any]) -> Done:
     skipped = tuple(Skipped(k["model"], k["provider"], k["reason"]) for k in d.get("skipped", ()))
-    return Done(d["finish_reason"], tuple(segment_from_json(s) for s in d["segments"]), skipped)
+    segments = tuple(segment_from_json(s) for s in d["segments"])
+    return Done(d["finish_reason"], segments, skipped, d.get("stop_sequence"))
 
 
 _DECODERS: dict[str, Callable[[dict[str, Any]], Event]] = {

@@ -153,6 +153,7 @@ class StreamSession:
         segments: list[Segment] = []
         status: StreamStatus = "error"
         finish: str | None = None
+        stop_sequence: str | None = None
         error_code: str | None = None
         loop = asyncio.get_running_loop()
         t0 = loop.time()
@@ -205,9 +206,9 @@ class StreamSession:
                 elif isinstance(ev, SegmentEnded):
                     self._segment_ended(ev.segment, segments)
                 elif isinstance(ev, RouterDone):
-                    status, finish = "done", ev.finish_reason
+                    status, finish, stop_sequence = "done", ev.finish_reason, ev.stop_sequence
             if status == "done":
-                self.emit(self._done(finish, segments))
+                self.emit(self._done(finish, segments, stop_sequence))
         except AllModelsFailed as exc:
             error_code = exc.code
             self.emit(failed_event(exc, self._left_out))
@@ -230,8 +231,8 @@ class StreamSession:
         self.emit(self._done("cancelled", segments))
         return "cancelled", "cancelled", None
 
-    def _done(self, finish: str | None, segments: list[Segment]) -> Done:
-        return Done(finish, tuple(segments), tuple(self._skipped))
+    def _done(self, finish: str | None, segments: list[Segment], stop_sequence: str | None = None) -> Done:
+        return Done(finish, tuple(segments), tuple(self._skipped), stop_sequence)
 
     def _announce(self, model: ModelSpec) -> None:
         """`stream.started` names the first model the router turned to, asked or skipped by its circuit."""

@@ -367,3 +367,33 @@ async def test_beta_features_reach_claude_and_only_claude(gw: tuple[Live, AsyncA
         extra_body={"fallbacks": []},
     )
     assert "anthropic-beta" not in requests_for(emu, "claude-sonnet-4-5")[-1].headers
+
+
+async def test_a_stop_sequence_is_named_where_the_provider_names_it(
+    gw: tuple[Live, AsyncAnthropic], emu: Emulator
+) -> None:
+    _, sdk = gw
+    stopped = Script(text=("Done", " here"), raw_finish="stop_sequence", stop_sequence="END")
+    emu.script(stopped, stopped, model="claude-sonnet-4-5")
+    call: dict[str, Any] = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Count, then say END."}],
+        "stop_sequences": ["END"],
+        "extra_body": {"fallbacks": []},
+    }
+    plain = await sdk.messages.create(**call)
+    async with sdk.messages.stream(**call) as stream:
+        streamed = await stream.get_final_message()
+    for msg in (plain, streamed):
+        assert (msg.stop_reason, msg.stop_sequence) == ("stop_sequence", "END")
+    assert only_last(emu, "claude-sonnet-4-5").body["stop_sequences"] == ["END"]
+    # Gemini says only that the model stopped: the answer ends as a turn that ended, naming no sequence.
+    emu.script(Script(text=("Done",)), model="gemini-2.5-flash")
+    gemini = await sdk.messages.create(**{**call, "model": "gemini-2.5-flash"})
+    assert (gemini.stop_reason, gemini.stop_sequence) == ("end_turn", None)
+    assert only_last(emu, "gemini-2.5-flash").body["generationConfig"]["stopSequences"] == ["END"]
+
+
+def only_last(emu: Emulator, model: str) -> RecordedRequest:
+    return requests_for(emu, model)[-1]

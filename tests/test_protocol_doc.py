@@ -54,7 +54,7 @@ SAMPLES: list[Event] = [
     Fallback("mock", "mock-backup", "server_error", 9, "continue"),
     Seam(7, 2, "overlap"),
     SegmentUsage(SEGMENT),
-    Done("stop", (SEGMENT,), (Skipped("mock-backup", "mock", "circuit_open"),)),
+    Done("stop", (SEGMENT,), (Skipped("mock-backup", "mock", "circuit_open"),), "\n\nHuman:"),
     Error(
         "all_models_failed",
         "every model failed",
@@ -158,7 +158,9 @@ async def test_emitted_events_match_the_documentation(live: Live) -> None:
         assert fields <= docs[name], f"{name}: undocumented fields {fields - docs[name]}"
     for name in ("stream.started", "delta", "tool_call.delta", "fallback", "seam", "usage", "done", "error"):
         assert name in seen, f"{name} was not exercised"
-        assert docs[name] <= seen[name] | {"attempts", "retry_after_s", "frame"}, (
+        # Sent only when they apply: a failure's attempts and wait, a refused frame, a stop sequence Claude named
+        # (tests/test_messages_providers.py reads that one through the Messages face).
+        assert docs[name] <= seen[name] | {"attempts", "retry_after_s", "frame", "stop_sequence"}, (
             f"{name}: documented fields never sent {docs[name] - seen[name]}"
         )
 

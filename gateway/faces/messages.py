@@ -157,8 +157,13 @@ class MessageAnswer:
     # -- what the client is shown -----------------------------------------------------------------------------------
 
     def stop_reason(self) -> str:
+        if self.stop_sequence() is not None:
+            return "stop_sequence"
         reason = self.done.finish_reason if self.done is not None else None
         return STOP_REASONS.get(str(reason), "end_turn")
+
+    def stop_sequence(self) -> str | None:
+        return self.done.stop_sequence if self.done is not None else None
 
     def usage(self) -> dict[str, int]:
         """Anthropic's usage: `input_tokens` counts only what was neither read from nor written to the cache."""
@@ -210,7 +215,7 @@ class MessageAnswer:
             "model": self.model,
             "content": self.content(),
             "stop_reason": self.stop_reason(),
-            "stop_sequence": None,
+            "stop_sequence": self.stop_sequence(),
             "usage": self.usage(),
             "gateway": self.gateway(),
         }
@@ -360,7 +365,7 @@ class MessageEvents:
             gateway["content"] = a.content()
         delta = {
             "type": "message_delta",
-            "delta": {"stop_reason": a.stop_reason(), "stop_sequence": None},
+            "delta": {"stop_reason": a.stop_reason(), "stop_sequence": a.stop_sequence()},
             "usage": a.usage(),
             "gateway": gateway,
         }

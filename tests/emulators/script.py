@@ -56,6 +56,7 @@ class Script:
     thinking: tuple[str, ...] = ()  # Anthropic thinking deltas / Gemini thought parts before the text
     finish: Finish = "stop"
     raw_finish: str | None = None  # the provider's own finish value, overriding `finish`
+    stop_sequence: str | None = None  # Anthropic: which stop sequence ended it (with raw_finish "stop_sequence")
     input_tokens: int = 8
     output_tokens: int | None = None  # default: the number of tokens sent
     cached_tokens: int = 0

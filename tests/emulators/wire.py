@@ -220,7 +220,7 @@ def anthropic_events(script: Script, model: str, body: Any, complete: bool) -> l
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": finish, "stop_sequence": None},
+                    "delta": {"stop_reason": finish, "stop_sequence": script.stop_sequence},
                     "usage": {"output_tokens": completion},
                 },
             ),
