@@ -222,6 +222,18 @@ async def test_a_tool_loop(node: str, live: Live, emu: Emulator, face: str, prov
     assert sky in json.dumps(second.body)  # the tool's result reached the model for its final answer
 
 
+async def test_a_tool_loop_without_store_on_a_reasoning_model(node: str, live: Live, emu: Emulator) -> None:
+    """With `store: false` on a model it knows reasons, @ai-sdk/openai asks for `reasoning.encrypted_content`."""
+    emu.script(Script(text=(), tool_call=ToolCallScript(), finish="tool_calls"), model="gpt-5-mini")
+    emu.script(Script(text=("Clear.",)), model="gpt-5-mini")
+    args: Any = {"face": "responses", "case": "tools", "model": "gpt-5-mini", "sky": "clear", "stream": True}
+    got = await ok(node, live, prompt="Weather in Paris?", options={"store": False}, **args)
+    assert got["include"] == [["reasoning.encrypted_content"]] * 2
+    assert got["executed"] == ["Paris"] and got["text"] == "Clear." and len(got["steps"]) == 2
+    first, second = sent(emu, "gpt-5-mini")
+    assert "clear" in json.dumps(second.body) and "clear" not in json.dumps(first.body)
+
+
 # -- the README's snippet ------------------------------------------------------------------------------------------
 
 

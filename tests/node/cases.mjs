@@ -115,8 +115,15 @@ async function tools(c) {
     finish: await r.finishReason,
     executed,
     steps: steps.map((s) => ({ finish: s.finishReason, calls: s.toolCalls.map((t) => t.toolName) })),
+    // What the SDK added to the requests on its own (the Responses API's `include`).
+    include: steps.map((s) => requestBody(s)?.include ?? null),
     usage: usageOf(await r.totalUsage),
   };
+}
+
+function requestBody(step) {
+  const body = step.request?.body;
+  return typeof body === "string" ? JSON.parse(body) : body;
 }
 
 const CASES = { generate, stream, object, tools };
