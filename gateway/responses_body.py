@@ -57,6 +57,11 @@ class StreamOptions(_In):
 
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
+# Asked for so that reasoning items can be sent back without a kept response (the AI SDK asks for it with
+# `store: false` on reasoning models). The gateway sends no reasoning back to a provider, kept or not, so there is
+# nothing to encrypt: its reasoning items then say `encrypted_content: null`, and any reasoning item is taken back.
+ENCRYPTED_REASONING_INCLUDE = "reasoning.encrypted_content"
+INCLUDES = (LOGPROBS_INCLUDE, ENCRYPTED_REASONING_INCLUDE)
 
 
 class ResponsesBody(_In):
@@ -97,6 +102,10 @@ class ResponsesBody(_In):
         return self.store is not False
 
     @property
+    def wants_encrypted_reasoning(self) -> bool:
+        return ENCRYPTED_REASONING_INCLUDE in (self.include or ())
+
+    @property
     def shows_reasoning(self) -> bool:
         r = self.reasoning
         return r is not None and (r.summary or r.generate_summary) is not None
@@ -122,8 +131,8 @@ def refuse_extras(body: ResponsesBody) -> None:
     if body.reasoning is not None:
         _no_extras(body.reasoning, "reasoning")
     for item in body.include or ():
-        if item != LOGPROBS_INCLUDE:
-            raise unsupported("include", f"{shown(item)} is not supported (only {LOGPROBS_INCLUDE!r})")
+        if item not in INCLUDES:
+            raise unsupported("include", f"{shown(item)} is not supported (only {' or '.join(map(repr, INCLUDES))})")
     text = body.text
     if text is not None:
         _no_extras(text, "text")

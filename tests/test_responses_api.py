@@ -207,7 +207,7 @@ async def test_fields_it_cannot_honour_are_refused_by_name(client: AsyncOpenAI) 
         ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
         ({"background": True}, "background"),
         ({"prompt_cache_key": "k"}, "prompt_cache_key"),
-        ({"include": ["reasoning.encrypted_content"]}, "include"),
+        ({"include": ["file_search_call.results"]}, "include"),
         ({"text": {"verbosity": "low"}}, "text.verbosity"),
         ({"truncation": "auto"}, "truncation"),
         ({"reasoning": {"effort": "high"}}, "reasoning.effort"),  # the mock model has no reasoning

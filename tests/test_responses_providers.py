@@ -156,6 +156,42 @@ async def test_reasoning_arrives_as_a_summary_item(emu: Emulator, client: AsyncO
     assert [o.type for o in plain.output] == ["message"] and plain.output_text == "Shown."
 
 
+async def test_encrypted_reasoning_asked_for_without_store_is_null_and_taken_back(
+    emu: Emulator, client: AsyncOpenAI
+) -> None:
+    """What the AI SDK sends with `store: false` on a reasoning model: the gateway has no provider reasoning to hand
+    back, so its reasoning items say `encrypted_content: null`, and the next turn may carry them."""
+    model = FIRST["anthropic"]
+    emu.script(Script(thinking=("Foxes", " are", " canids."), text=("Small", " canids.")), model=model)
+    asked: Any = {"reasoning": {"effort": "low", "summary": "auto"}, "max_output_tokens": 4000, "store": False}
+    include: Any = ["reasoning.encrypted_content"]
+    async with client.responses.stream(model=model, input="What are foxes?", include=include, **asked) as stream:
+        done = [e async for e in stream]
+        final = await stream.get_final_response()
+    items = [e.item.model_dump(exclude_unset=True) for e in done if e.type == "response.output_item.done"]
+    assert [(i["type"], i.get("encrypted_content", "absent")) for i in items] == [
+        ("reasoning", None),
+        ("message", "absent"),
+    ]
+    reasoning, message = final.output
+    assert message.type == "message" and final.output_text == "Small canids."
+    assert reasoning.type == "reasoning" and "encrypted_content" in reasoning.model_fields_set
+    emu.script(Script(text=("Yes.",)), model=model)
+    again = await client.responses.create(
+        model=model,
+        input=[
+            {"role": "user", "content": "What are foxes?"},
+            *[o.model_dump(exclude_none=True) for o in final.output],
+            {"role": "user", "content": "Small?"},
+        ],
+        include=include,
+        **asked,
+    )
+    assert again.output_text == "Yes." and again.store is False
+    assert "canids" in json.dumps(requests_for(emu, model)[-1].body)  # the earlier answer went back; not the thinking
+    assert "Foxes are" not in json.dumps(requests_for(emu, model)[-1].body)
+
+
 @pytest.mark.parametrize(("p1", "p2"), PAIRS)
 async def test_a_stream_that_fails_over_mid_answer_reads_as_one(
     emu: Emulator, client: AsyncOpenAI, p1: str, p2: str

@@ -87,19 +87,24 @@ class MessageItem:
 
 
 class ReasoningItem:
-    """The model's visible thinking, as one summary part."""
+    """The model's visible thinking, as one summary part; with `encrypted`, an `encrypted_content` that is null
+    (asked for by `include`: the gateway has no provider reasoning to hand back)."""
 
-    __slots__ = ("id", "index", "status", "text")
+    __slots__ = ("encrypted", "id", "index", "status", "text")
 
-    def __init__(self, item_id: str, index: int) -> None:
+    def __init__(self, item_id: str, index: int, *, encrypted: bool = False) -> None:
         self.id = item_id
         self.index = index
+        self.encrypted = encrypted
         self.text: list[str] = []
         self.status: Status | None = None
 
     def item(self) -> Json:
         summary = [{"type": "summary_text", "text": "".join(self.text)}] if self.status is not None else []
-        return {"id": self.id, "type": "reasoning", "summary": summary, "status": self.status or "in_progress"}
+        out: Json = {"id": self.id, "type": "reasoning", "summary": summary, "status": self.status or "in_progress"}
+        if self.encrypted:
+            out["encrypted_content"] = None
+        return out
 
     def opened(self) -> list[Json]:
         return [

@@ -107,11 +107,14 @@ class Output(Gathered):
     """The response as its items, built up from the stream's events. `on(event)` and `text(...)` return the stream
     events that say what changed (without sequence numbers: the encoder numbers them)."""
 
-    def __init__(self, head: ResponseHead, stream_id: str, model: str, *, show_reasoning: bool) -> None:
+    def __init__(
+        self, head: ResponseHead, stream_id: str, model: str, *, show_reasoning: bool, encrypted_reasoning: bool
+    ) -> None:
         super().__init__(stream_id, model)
         self.head = head
         self._key = stream_id.removeprefix("st_")
         self.show_reasoning = show_reasoning
+        self.encrypted_reasoning = encrypted_reasoning
         self.items: list[Item] = []
         self.void: set[int] = set()
         self.msg: MessageItem | None = None
@@ -182,7 +185,7 @@ class Output(Gathered):
         out: list[Json] = []
         if self.thinking is None:
             out += self._close_message()
-            self.thinking = ReasoningItem(self._new_id("rs"), len(self.items))
+            self.thinking = ReasoningItem(self._new_id("rs"), len(self.items), encrypted=self.encrypted_reasoning)
             self.items.append(self.thinking)
             out += self.thinking.opened()
         out.append(self.thinking.delta(text))

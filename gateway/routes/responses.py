@@ -118,7 +118,13 @@ async def create_response(request: Request, user: CurrentUser, body: Body, servi
     )
     session = await services.sessions.start(user.user_id, params)
     head = ResponseHead(body, session.id, stored=keep)
-    output = Output(head, session.id, session.chain[0].id, show_reasoning=body.shows_reasoning)
+    output = Output(
+        head,
+        session.id,
+        session.chain[0].id,
+        show_reasoning=body.shows_reasoning,
+        encrypted_reasoning=body.wants_encrypted_reasoning,
+    )
     source = StreamSource(services.sessions.following(session))
 
     async def keep_it() -> None:
