@@ -178,6 +178,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
                 "content-type",
                 "last-event-id",
                 "x-client-id",
+                "x-gateway-fallbacks",
                 *("x-api-key", "anthropic-version", "anthropic-beta"),  # the Anthropic SDKs' headers
             ],
             expose_headers=["x-stream-id", "x-request-id", "x-gateway-dropped-params"],

@@ -124,6 +124,42 @@ ClientId = Annotated[
 ]
 
 
+# `X-Gateway-Fallbacks`: the fallback chain for clients whose SDK cannot add a body field (the AI SDK's OpenAI and
+# Anthropic providers): model ids separated by commas, empty for none.
+FallbacksHeader = Annotated[
+    str | None,
+    Header(
+        alias="x-gateway-fallbacks",
+        max_length=2000,
+        description="The fallback models, comma-separated (empty: none), as the body's `fallbacks` says.",
+    ),
+]
+MAX_FALLBACKS = 8
+B = TypeVar("B", bound=BaseModel)
+
+
+def with_header_fallbacks(body: B, header: str | None) -> B:
+    """`body` with the header's fallbacks as its `fallbacks`. Both given and differing is refused: neither is
+    quietly preferred."""
+    if header is None:
+        return body
+    names = [n.strip() for n in header.split(",") if n.strip()]
+    if len(names) > MAX_FALLBACKS or any(len(n) > 200 for n in names):
+        raise fail(
+            "invalid_request",
+            f"x-gateway-fallbacks: at most {MAX_FALLBACKS} model ids of at most 200 characters",
+            details={"param": "x-gateway-fallbacks"},
+        )
+    given = getattr(body, "fallbacks", None)
+    if given is not None and list(given) != names:
+        raise fail(
+            "invalid_request",
+            "fallbacks: given in the body and in x-gateway-fallbacks, differently; send one",
+            details={"param": "fallbacks"},
+        )
+    return body.model_copy(update={"fallbacks": names})
+
+
 def api_key(conn: HTTPConnection) -> str | None:
     """The Anthropic SDKs' header (`x-api-key`), or a bearer token (their `auth_token`)."""
     return bearer_token(conn) or conn.headers.get("x-api-key", "").strip() or None

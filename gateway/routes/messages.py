@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Send
 
-from gateway.deps import STREAM_START, JsonBody, KeyOrBearerUser, ServicesDep
+from gateway.deps import STREAM_START, FallbacksHeader, JsonBody, KeyOrBearerUser, ServicesDep, with_header_fallbacks
 from gateway.errors import error_response, speaking
 from gateway.faces.chat_completions_doc import COMPLETION_FAILURES
 from gateway.faces.failure import error_of
@@ -73,8 +73,13 @@ def check_fields(spec: ModelSpec, request: ChatRequest) -> None:
 @router.post("/v1/messages", response_model=None)
 @declares(raises=(*STREAM_START, *COMPLETION_FAILURES))
 async def messages(
-    request: Request, user: KeyOrBearerUser, body: JsonBody[MessagesBody], services: ServicesDep
+    request: Request,
+    user: KeyOrBearerUser,
+    body: JsonBody[MessagesBody],
+    services: ServicesDep,
+    fallbacks: FallbacksHeader = None,
 ) -> Response:
+    body = with_header_fallbacks(body, fallbacks)
     betas = passed_betas(request)
     s = services.settings
     chat = to_chat_request(body, max_messages=s.gateway_max_messages, max_prompt_chars=s.gateway_max_prompt_chars)

@@ -15,7 +15,15 @@ from starlette.types import Receive, Send
 
 from gateway.completions_body import CompletionBody
 from gateway.completions_request import dropped_for, start_params
-from gateway.deps import STREAM_START, ClientId, CurrentUser, JsonBody, ServicesDep
+from gateway.deps import (
+    STREAM_START,
+    ClientId,
+    CurrentUser,
+    FallbacksHeader,
+    JsonBody,
+    ServicesDep,
+    with_header_fallbacks,
+)
 from gateway.errors import speaking
 from gateway.faces.chat_completions import Answer, CompletionChunks, HeldSSEChannel, Out
 from gateway.faces.chat_completions_doc import COMPLETION_CHUNKS, COMPLETION_FAILURES, ChatCompletion
@@ -35,9 +43,14 @@ router = APIRouter(tags=["openai"], route_class=speaking("openai"))
     headers=STREAM_ID_HEADER,
 )
 async def chat_completions(
-    user: CurrentUser, body: JsonBody[CompletionBody], services: ServicesDep, client_id: ClientId = None
+    user: CurrentUser,
+    body: JsonBody[CompletionBody],
+    services: ServicesDep,
+    client_id: ClientId = None,
+    fallbacks: FallbacksHeader = None,
 ) -> FollowResponse:
     s = services.settings
+    body = with_header_fallbacks(body, fallbacks)
     strict = s.gateway_strict_params if body.strict_params is None else body.strict_params
     params, unhonoured = start_params(
         body,

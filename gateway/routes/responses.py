@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Send
 
 from gateway.capability_check import refuse_unsupported
-from gateway.deps import STREAM_START, CurrentUser, ServicesDep, json_body
+from gateway.deps import STREAM_START, CurrentUser, FallbacksHeader, ServicesDep, json_body, with_header_fallbacks
 from gateway.errors import speaking
 from gateway.faces.http import BodyChannel, FollowResponse
 from gateway.faces.responses import Output, ResponseEvents, ResponseHead, ResponseReply, response_of_item
@@ -94,8 +94,11 @@ def stores(body: ResponsesBody, services: Services) -> bool:
 
 @router.post("/v1/responses", response_model=None)
 @declares(raises=(*STREAM_START, "unsupported_parameter", "invalid_parameter", "response_not_found"))
-async def create_response(request: Request, user: CurrentUser, body: Body, services: ServicesDep) -> FollowResponse:
+async def create_response(
+    request: Request, user: CurrentUser, body: Body, services: ServicesDep, fallbacks: FallbacksHeader = None
+) -> FollowResponse:
     s = services.settings
+    body = with_header_fallbacks(body, fallbacks)
     refuse_extras(body)
     keep = stores(body, services)
     items = await conversation(body, user.user_id, services.responses)
@@ -112,9 +115,9 @@ async def create_response(request: Request, user: CurrentUser, body: Body, servi
     except UnknownModel:
         raise fail("unknown_model", f"unknown model {body.model!r}", details={"param": "model"}) from None
     refuse_unsupported(first, for_model(first, asked), RESPONSES_FIELDS)
-    fallbacks = tuple(body.fallbacks) if body.fallbacks is not None else None
+    chain = tuple(body.fallbacks) if body.fallbacks is not None else None
     params = StartParams(
-        request.headers.get("x-client-id"), body.model, fallbacks, asked, body.on_midstream_failure, body.on_refusal
+        request.headers.get("x-client-id"), body.model, chain, asked, body.on_midstream_failure, body.on_refusal
     )
     session = await services.sessions.start(user.user_id, params)
     head = ResponseHead(body, session.id, stored=keep)

@@ -5,7 +5,8 @@
 // face: "responses" (@ai-sdk/openai, the Responses API), "chat" (@ai-sdk/openai-compatible, Chat Completions) or
 // "messages" (@ai-sdk/anthropic, the Messages API). case: "generate", "stream", "object" or "tools".
 // model, prompt: what to ask; stream: stream the object or tools case; sky: what the tool answers. fallbacks: the
-// gateway's extra body field, where the provider can send one; options: the provider's own options.
+// gateway's chain, as its extra body field where the provider can send one, else as the x-gateway-fallbacks
+// header; options: the provider's own options.
 import { createAnthropic } from "@ai-sdk/anthropic";
 import { createOpenAI } from "@ai-sdk/openai";
 import { createOpenAICompatible } from "@ai-sdk/openai-compatible";
@@ -17,14 +18,16 @@ const apiKey = process.env.GATEWAY_TOKEN;
 // The tests' own provider name for Chat Completions: its providerOptions key, whose extra keys reach the body.
 const CHAT = "gateway";
 
-function model(face, id) {
-  if (face === "responses") return createOpenAI({ baseURL, apiKey })(id);
+function model(face, id, fallbacks) {
+  // The providers that cannot add a body field send the chain as a header, which every provider can set.
+  const headers = fallbacks === undefined ? undefined : { "x-gateway-fallbacks": fallbacks.join(",") };
+  if (face === "responses") return createOpenAI({ baseURL, apiKey, headers })(id);
   if (face === "chat") {
     // Both off by default: without them no usage while streaming, and a schema is sent as bare JSON mode.
     const options = { includeUsage: true, supportsStructuredOutputs: true };
     return createOpenAICompatible({ name: CHAT, baseURL, apiKey, ...options })(id);
   }
-  if (face === "messages") return createAnthropic({ baseURL, apiKey })(id);
+  if (face === "messages") return createAnthropic({ baseURL, apiKey, headers })(id);
   throw new Error(`unknown face ${face}`);
 }
 
@@ -34,10 +37,8 @@ function model(face, id) {
 const OWN = { responses: "openai", chat: CHAT, messages: "anthropic" };
 
 function providerOptions(face, fallbacks, options) {
-  if (fallbacks !== undefined && face !== "chat") {
-    throw new Error(`${face}: the AI SDK provider cannot send a body field`);
-  }
-  const own = { ...options, ...(fallbacks === undefined ? {} : { fallbacks }) };
+  const inBody = fallbacks !== undefined && face === "chat";
+  const own = { ...options, ...(inBody ? { fallbacks } : {}) };
   return Object.keys(own).length ? { [OWN[face]]: own } : undefined;
 }
 
@@ -131,7 +132,7 @@ const CASES = { generate, stream, object, tools };
 async function main() {
   const args = JSON.parse(process.argv[2]);
   const call = {
-    model: model(args.face, args.model),
+    model: model(args.face, args.model, args.face === "chat" ? undefined : args.fallbacks),
     prompt: args.prompt,
     maxRetries: 0,
     providerOptions: providerOptions(args.face, args.fallbacks, args.options),
