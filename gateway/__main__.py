@@ -7,9 +7,8 @@ import argparse
 import asyncio
 import logging
 import os
+import subprocess
 import sys
-
-import uvicorn
 
 from gateway.logs import configure_logging
 from gateway.settings import Settings, SettingsError, load_settings
@@ -24,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway", description="Streaming agent gateway")
     parser.add_argument("--host", default=None, help="bind address (default: $HOST or 127.0.0.1)")
     parser.add_argument("--port", type=int, default=None, help="port (default: $PORT or 8000)")
-    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
+    # Set by the supervisor: run as worker i; or only make the files the workers share, then exit.
+    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--prepare-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     overrides: dict[str, object] = {}
     if args.host is not None:
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.gateway_log_format or ("text" if settings.is_dev else "json"))
+    if args.prepare_only:
+        prepare_shared_files(settings)
+        return 0
     workers = worker_count(settings)
     if args.worker_index is None and workers > 1:
         return supervise(settings, workers)
@@ -54,8 +58,12 @@ def supervise(settings: Settings, workers: int) -> int:
             PER_WORKER_WITHOUT_REDIS,
             extra={"workers": workers, "also_per_worker": "tickets, kept responses, live spend"},
         )
-    prepare_shared_files(settings)
-    return Supervisor(workers, worker_command(settings.host, settings.port)).run()
+    command = worker_command(settings.host, settings.port)
+    # In a child of its own, so the supervisor never imports (and holds the memory of) the stores and keys.
+    prepared = subprocess.run([*command, "--prepare-only"], check=False).returncode  # noqa: S603 - our own module
+    if prepared != 0:
+        return prepared
+    return Supervisor(workers, command).run()
 
 
 def prepare_shared_files(settings: Settings) -> None:
@@ -81,6 +89,8 @@ def prepare_shared_files(settings: Settings) -> None:
 
 def serve(settings: Settings, worker: int | None) -> int:
     """One process: the whole gateway (a single process, or worker `worker` of several)."""
+    import uvicorn
+
     from gateway.app import create_app
     from gateway.serving import GatewayServer
     from gateway.workers import reuse_port_socket

@@ -230,8 +230,11 @@ class LedgerWriter:
 
     def start(self) -> None:
         if self._slots is not None:
-            self._spool = Spool(self._slots.claim())
-            self._slots.adopt_orphans(self._spool)
+            try:
+                self._spool = Spool(self._slots.claim())
+                self._slots.adopt_orphans(self._spool)
+            except OSError as exc:  # an unwritable data dir: readiness reports that nothing can spool
+                log.error("cannot claim a ledger spool", extra={"folder": str(self._slots.folder), "error": str(exc)})
         if self._spool is not None:
             # Left over from a crash or an outage the last process did not see the end of.
             self._spool.repair_tail()

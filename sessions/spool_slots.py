@@ -96,7 +96,11 @@ class SpoolSlots:
         for orphan in sorted(self.folder.glob(f"{SPOOL_PREFIX}*{SPOOL_SUFFIX}")):
             if orphan == self.path:
                 continue
-            fd = _try_lock(lock_path(orphan))
+            try:
+                fd = _try_lock(lock_path(orphan))
+            except OSError as exc:
+                log.error("cannot lock a ledger spool to take it over", extra={"spool": orphan.name, "error": str(exc)})
+                continue
             if fd is None:
                 continue  # a live process writes it
             try:
