@@ -61,8 +61,10 @@ def usable_cores() -> int:
     quota = _cgroup_cpus()
     if quota is not None:
         cores = min(cores, quota)
-    with contextlib.suppress(ValueError):
-        cores = min(cores, max(1, math.ceil(float(os.environ.get("RENDER_CPU_COUNT", "inf")))))
+    render = os.environ.get("RENDER_CPU_COUNT")  # "0.5" on Render's Starter instances
+    if render:
+        with contextlib.suppress(ValueError, OverflowError):
+            cores = min(cores, max(1, math.ceil(float(render))))
     return max(1, cores)
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sqlite3
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +24,7 @@ import pytest
 
 from gateway.settings import Settings
 from gateway.stores.sqlite import SQLiteStore
-from gateway.workers import worker_count
+from gateway.workers import _cgroup_cpus, usable_cores, worker_count
 from sessions.ledger import LedgerWriter, Spool
 from sessions.spool_slots import SpoolSlots, spool_name
 from tests.conftest import service_unavailable
@@ -337,3 +339,59 @@ async def kill_the_worker_of_a_live_stream(port: int, token: str, workers: dict[
             return victim, True
     assert victim is not None
     return victim, False
+
+
+def test_a_containers_cpu_quota_bounds_the_cores(tmp_path: Path) -> None:
+    quota = tmp_path / "cpu.max"
+    quota.write_text("max 100000\n")
+    assert _cgroup_cpus(quota) is None
+    quota.write_text("50000 100000\n")  # half a core, as on a small instance: still one worker
+    assert _cgroup_cpus(quota) == 1
+    quota.write_text("250000 100000\n")
+    assert _cgroup_cpus(quota) == 3
+    assert _cgroup_cpus(tmp_path / "absent") is None
+    assert 1 <= usable_cores() <= len(os.sched_getaffinity(0))
+
+
+def test_renders_cpu_count_bounds_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RENDER_CPU_COUNT", "0.5")
+    assert usable_cores() == 1
+    monkeypatch.setenv("RENDER_CPU_COUNT", "not a number")
+    assert usable_cores() >= 1
+
+
+@pytest.mark.slow
+async def test_workers_that_cannot_start_make_the_supervisor_give_up_with_status_1(tmp_path: Path) -> None:
+    # The port is held by a socket without SO_REUSEPORT: every worker's bind fails at once.
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "REDIS_URL", "DATABASE_URL"))}
+        env.update(
+            PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+            GATEWAY_ENV="development",
+            GATEWAY_DATA_DIR=str(tmp_path / "data"),
+            WEB_CONCURRENCY="2",
+        )
+        log_path = tmp_path / "supervisor.log"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "gateway",
+            "--port",
+            str(port),
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=log_path.open("wb"),
+        )
+        try:
+            code = await asyncio.wait_for(proc.wait(), 60)  # 0.5 + 0.5 + 1 + 2 + 4 s of backoff, then it stops
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+    logs = log_path.read_text()
+    assert code == 1, logs
+    assert logs.count("worker exited unexpectedly; restarting") >= 8 and "worker keeps dying at start" in logs
