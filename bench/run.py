@@ -51,16 +51,47 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def family(pid: int) -> list[int]:
+    """The gateway process and its direct children (the workers, under WEB_CONCURRENCY's supervisor)."""
+    out = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid:
+                out.append(int(entry))
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    """utime + stime of the gateway, summed over its workers when it has several."""
+    total = 0.0
+    for p in family(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return total
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """VmRSS of the gateway, summed over its workers (and their supervisor) when it has several."""
+    total = 0.0
+    for p in family(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+def listening(port: int) -> int:
+    """Sockets listening on `port` (one per worker: they all bind it with SO_REUSEPORT)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            f = line.split()
+            count += int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "0A"
+    return count
 
 
 def raise_nofile() -> None:
@@ -90,7 +121,7 @@ class Procs:
 
 
 @contextmanager
-def processes(log_dir: Path) -> Iterator[Procs]:
+def processes(log_dir: Path, workers: int = 1) -> Iterator[Procs]:
     up_port, gw_port = free_port(), free_port()
     up = subprocess.Popen(
         [sys.executable, "-m", "bench.upstream", "--port", str(up_port)],
@@ -115,6 +146,7 @@ def processes(log_dir: Path) -> Iterator[Procs]:
         "GATEWAY_RESUME_WINDOW_S": "0",
         # (e) measures the failover itself: keep the breaker from skipping the failing model.
         "GATEWAY_BREAKER_MIN_REQUESTS": "1000000",
+        "WEB_CONCURRENCY": str(workers),
     }
     gw = subprocess.Popen(
         [sys.executable, "-m", "gateway", "--port", str(gw_port)],
@@ -132,6 +164,11 @@ def processes(log_dir: Path) -> Iterator[Procs]:
         threading.Thread(target=gw.stdout.read, daemon=True).start()  # keep the pipe drained
         wait_http(procs.gateway_url + "/healthz")
         wait_http(procs.upstream_url + "/stats")
+        deadline = time.monotonic() + 30
+        while listening(gw_port) < workers:  # every worker bound: connections spread over them all
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workers} gateway workers did not all start")
+            time.sleep(0.05)
         yield procs
     finally:
         for p in procs.children:
@@ -165,6 +202,7 @@ class Setting:
     tokens: int
     delay_ms: float
     rate: float = 0.0  # streams started per second; 0 starts them all at once
+    workers: int = 1  # the gateway's WEB_CONCURRENCY
 
 
 def measure(procs: Procs, path: str, s: Setting, extra: str = "", fallbacks: str = "") -> dict[str, Any]:
@@ -323,6 +361,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             20.0,
             rate=200 if quick else 39.0,
         ),
+        # (c2) against a gateway of two worker processes on the one port (WEB_CONCURRENCY=2).
+        Setting(
+            "f",
+            "(c2) with two workers (WEB_CONCURRENCY=2)",
+            20 if quick else 600,
+            200,
+            16 if quick else 256,
+            20.0,
+            rate=200 if quick else 39.0,
+            workers=2,
+        ),
     ]
     wanted = set(args.settings.split(","))
     paths = [p for p in args.paths.split(",") if p]
@@ -334,7 +383,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         row: dict[str, Any] = {"title": s.title}
         for path in ["direct", *paths]:
-            with processes(log_dir) as procs:
+            with processes(log_dir, s.workers) as procs:
                 measure(procs, path, Setting("w", "warm", 5, 5, 16, 0.0))
                 row[path] = median_of([measure(procs, path, s) for _ in range(args.runs)])
         report["results"][s.name] = row
@@ -363,7 +412,7 @@ def table(report: dict[str, Any]) -> str:
         "| CPU µs/token | peak RSS MB |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in ("a", "b", "c", "c2"):
+    for name in ("a", "b", "c", "c2", "f"):
         row = report["results"].get(name)
         if not row:
             continue
@@ -407,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke mode for CI: small counts, one run")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--settings", default="a,b,c,c2,d,e")
+    p.add_argument("--settings", default="a,b,c,c2,d,e,f")
     p.add_argument("--paths", default="openai,sse,ws,wsb", help="wsb: the WebSocket with ?batch=1")
     p.add_argument("--idle", type=int, default=10_000, help="idle WebSockets for setting (d)")
     p.add_argument("--json", type=Path, help="also write the raw figures here")

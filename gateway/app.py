@@ -38,6 +38,7 @@ from gateway.wiring import (
 from sessions.ledger import LedgerWriter
 from sessions.manager import SessionManager
 from sessions.registry import StreamRegistry
+from sessions.spool_slots import SpoolSlots, spool_name
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
@@ -75,12 +76,16 @@ def build_tracing(settings: Settings, tracer_provider: TracerProvider | None) ->
     return Tracing(tracer_provider) if tracer_provider is not None else tracing_from(settings)
 
 
-def build_services(settings: Settings, tracer_provider: TracerProvider | None = None) -> Services:
+def build_services(
+    settings: Settings, tracer_provider: TracerProvider | None = None, *, worker: int | None = None
+) -> Services:
     prepare_data_dir(settings)
     store = build_store(settings)
     budgets = StoreBudgetGuard(store)
-    # The spool keeps billed streams through a database outage, and across a crash, until they are written.
-    ledger = LedgerWriter(store, spool_path=settings.gateway_data_dir / "ledger-spool.jsonl", observers=[budgets])
+    # The spool keeps billed streams through a database outage, and across a crash, until they are written. Each
+    # process (each worker) holds a spool of its own and takes over those of processes that are gone.
+    slots = SpoolSlots(settings.gateway_data_dir, spool_name(worker))
+    ledger = LedgerWriter(store, slots=slots, observers=[budgets])
     streams = StreamRegistry()
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
     cluster: Cluster | None = None
@@ -154,9 +159,12 @@ async def _close_providers(services: Services) -> None:
     await asyncio.gather(*(p.aclose() for p in services.providers.values()))
 
 
-def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
-    """The gateway. `tracer_provider`: where stream traces go (else OTLP when configured, else nowhere)."""
-    services = build_services(settings, tracer_provider)
+def create_app(
+    settings: Settings, *, tracer_provider: TracerProvider | None = None, worker: int | None = None
+) -> FastAPI:
+    """The gateway. `tracer_provider`: where stream traces go (else OTLP when configured, else nowhere); `worker`:
+    this process's index among several workers (`WEB_CONCURRENCY`), None for a single process."""
+    services = build_services(settings, tracer_provider, worker=worker)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

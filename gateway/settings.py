@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     gateway_log_format: Literal["text", "json"] | None = Field(
         None, description="The log line format; unset: json in production, text in development."
     )
+    web_concurrency: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="Worker processes serving the one port (Render's convention). Unset: 1 in development and "
+        "without `REDIS_URL`; in production with Redis, the cores this process may use (its CPU affinity and "
+        "cgroup quota), at most 8. With more than 1, a small supervisor starts the workers, each binding the port "
+        "with `SO_REUSEPORT` and running the whole gateway with its own drain; it forwards SIGTERM and SIGINT, "
+        "restarts a worker that dies (with backoff) and exits once all have. Without Redis, what several "
+        "instances share through it is per worker (see README, Several instances).",
+    )
     gateway_data_dir: Path = Field(
         Path("data"),
         description="Local files: the SQLite database, the ledger spool kept through a database outage, and "

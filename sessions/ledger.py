@@ -20,12 +20,15 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 from sessions.codec import RecordDecodeError, record_from_dict, record_to_dict
 from sessions.records import StreamRecord
+
+if TYPE_CHECKING:
+    from sessions.spool_slots import SpoolSlots
 
 log = logging.getLogger("gateway.ledger")
 
@@ -83,6 +86,18 @@ class Spool:
             os.fsync(f.fileno())
         if created:
             self._sync_dir()
+
+    def append_raw(self, data: bytes) -> None:
+        """Lines taken over from another spool, as they are (a torn last line stays one line, set aside later)."""
+        self.repair_tail()
+        if not data.endswith(b"\n"):
+            data += b"\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self._sync_dir()
 
     def read_from(self, offset: int, max_records: int) -> tuple[list[StreamRecord], int]:
         """Up to `max_records` records starting at byte `offset`; returns them and the offset after them.
@@ -145,6 +160,7 @@ class LedgerWriter:
         store: UsageStore,
         *,
         spool_path: Path | None = None,
+        slots: SpoolSlots | None = None,
         batch_size: int = 100,
         interval_s: float = 0.25,
         retry_initial_s: float = 0.5,
@@ -153,6 +169,10 @@ class LedgerWriter:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
+        # With `slots` the spool is the one this process claims at start (several processes share a data dir).
+        self._slots = slots
+        if slots is not None:
+            spool_path = slots.preferred
         self._spool = Spool(spool_path) if spool_path is not None else None
         self._batch_size = batch_size
         self._interval = interval_s
@@ -209,6 +229,12 @@ class LedgerWriter:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
+        if self._slots is not None:
+            try:
+                self._spool = Spool(self._slots.claim())
+                self._slots.adopt_orphans(self._spool)
+            except OSError as exc:  # an unwritable data dir: readiness reports that nothing can spool
+                log.error("cannot claim a ledger spool", extra={"folder": str(self._slots.folder), "error": str(exc)})
         if self._spool is not None:
             # Left over from a crash or an outage the last process did not see the end of.
             self._spool.repair_tail()
@@ -222,7 +248,11 @@ class LedgerWriter:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await self.flush(final=True)
+        try:
+            await self.flush(final=True)
+        finally:
+            if self._slots is not None:
+                self._slots.release()  # what is left in the spool is anyone's to take over from here
 
     async def _loop(self) -> None:
         while True:

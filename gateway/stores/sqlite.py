@@ -169,9 +169,10 @@ class SQLiteStore:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path)
+        # The busy timeout first: with several workers on one file, switching to WAL and migrating wait their turn.
+        await self._db.execute("pragma busy_timeout=5000")
         await self._db.execute("pragma journal_mode=wal")
         await self._db.execute("pragma synchronous=normal")
-        await self._db.execute("pragma busy_timeout=5000")
         await self._migrate(self._db)
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
