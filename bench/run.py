@@ -253,6 +253,32 @@ def measure(procs: Procs, path: str, s: Setting, extra: str = "", fallbacks: str
     return result
 
 
+# (s): stream starts per second, stepped up until the first-token p99 passes the bound or a stream fails.
+START_RATES = (25, 50, 100, 200, 400, 800, 1600)
+START_P99_MS = 50.0
+START_SECONDS = 3.0
+START_TOKENS = 8
+
+
+def starts(procs: Procs, path: str, quick: bool) -> dict[str, Any]:
+    """The highest start rate (streams/s, each short) one process takes with every stream answered and TTFT p99
+    under the bound; for gateway paths also its CPU per stream (a start plus eight tokens), at that rate."""
+    best: dict[str, Any] = {"starts_per_s": 0.0, "ttft_p99_ms": 0.0, "cpu_ms_per_stream": 0.0}
+    for rate in START_RATES[:2] if quick else START_RATES:
+        count = max(10, int(rate * (0.5 if quick else START_SECONDS)))
+        # Concurrency is left unbounded: the rate, not a pool, decides when each stream starts.
+        s = Setting("s", "starts", count, count, START_TOKENS, 0.0, rate=float(rate))
+        r = measure(procs, path, s)
+        achieved = r["streams"] / r["wall_s"] if r["wall_s"] else 0.0
+        ok = r["errors"] == 0 and r["streams"] == count and r["ttft_p99_ms"] < START_P99_MS
+        if not ok or achieved < rate * 0.9:
+            break
+        best = {"starts_per_s": float(rate), "ttft_p99_ms": r["ttft_p99_ms"], "ttft_p50_ms": r["ttft_p50_ms"]}
+        if "cpu_us_per_token" in r:
+            best["cpu_ms_per_stream"] = round(r["cpu_us_per_token"] * r["tokens"] / count / 1000, 3)
+    return best
+
+
 def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
     keys = [k for k in runs[0] if isinstance(runs[0][k], int | float)]
     return {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
@@ -396,6 +422,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 measure(procs, "ws", Setting("w", "warm", 5, 5, 16, 0.0))
                 runs.append(idle_connections(procs, count))
         report["results"]["d"] = {"title": f"{count} idle authenticated WebSockets", "ws": median_of(runs)}
+    if "s" in wanted:
+        row = {"title": f"stream starts per second with TTFT p99 < {START_P99_MS:.0f} ms ({START_TOKENS} tokens each)"}
+        for path in ["direct", *paths]:
+            with processes(log_dir) as procs:
+                measure(procs, path, Setting("w", "warm", 5, 5, 16, 0.0))
+                row[path] = median_of([starts(procs, path, quick) for _ in range(args.runs)])
+        report["results"]["s"] = row
     if "e" in wanted:
         row = {"title": "mid-stream failover"}
         for path in paths:
@@ -435,6 +468,16 @@ def table(report: dict[str, Any]) -> str:
             f"\n(d) {d['title']}: {w['open']:.0f} open, {w['kb_per_connection']} KB per connection "
             f"(RSS {w['rss_before_mb']} -> {w['rss_after_mb']} MB)"
         )
+    s = report["results"].get("s")
+    if s:
+        for path, r in s.items():
+            if path == "title":
+                continue
+            cpu = f", {r['cpu_ms_per_stream']} ms CPU per stream" if path != "direct" else ""
+            out.append(
+                f"(s) {path}: {r['starts_per_s']:.0f} starts/s with TTFT p99 {r['ttft_p99_ms']} ms"
+                f" (p50 {r.get('ttft_p50_ms', 0)} ms){cpu}"
+            )
     e = report["results"].get("e")
     if e:
         for path, r in e.items():
@@ -456,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="smoke mode for CI: small counts, one run")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--settings", default="a,b,c,c2,d,e,f")
+    p.add_argument("--settings", default="a,b,c,c2,d,e,f,s")
     p.add_argument("--paths", default="openai,sse,ws,wsb", help="wsb: the WebSocket with ?batch=1")
     p.add_argument("--idle", type=int, default=10_000, help="idle WebSockets for setting (d)")
     p.add_argument("--json", type=Path, help="also write the raw figures here")

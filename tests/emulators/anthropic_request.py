@@ -234,7 +234,7 @@ def _signed_thinking(messages: list[Any]) -> None:
     )
     if not answered:
         return
-    first = next(iter(_blocks_of(messages[-2])), {})
+    first: Any = next(iter(_blocks_of(messages[-2])), {})
     kind = first.get("type") if isinstance(first, dict) else None
     if kind not in ("thinking", "redacted_thinking"):
         raise Invalid(
