@@ -102,14 +102,19 @@ def dump(gw: Gateway) -> int:
     raise RuntimeError("callgrind dump did not appear")
 
 
-def counter(gw: Gateway) -> float:
+class Counter:
     """Instructions (valgrind) or CPU µs (/proc) since the last call."""
-    if gw.dumps is not None:
-        return float(dump(gw))
-    now = cpu_seconds(gw.pid) * 1e6
-    last = getattr(counter, "_last", {}).get(gw.pid, now)
-    counter._last = {gw.pid: now}  # type: ignore[attr-defined]
-    return now - last
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+        self.last = 0.0 if gw.dumps is not None else cpu_seconds(gw.pid) * 1e6
+
+    def __call__(self) -> float:
+        if self.gw.dumps is not None:
+            return float(dump(self.gw))
+        now = cpu_seconds(self.gw.pid) * 1e6
+        spent, self.last = now - self.last, now
+        return spent
 
 
 def load(gw: Gateway, face: str, streams: int, tokens: int, delay_ms: float, concurrency: int) -> float:
@@ -132,13 +137,14 @@ def load(gw: Gateway, face: str, streams: int, tokens: int, delay_ms: float, con
 
 def measure_face(gw: Gateway, face: str, a: argparse.Namespace) -> dict[str, float]:
     load(gw, face, 3, 4, 0, 1)  # warm: first-use imports, pools, connections
-    counter(gw)
+    counter = Counter(gw)
+    counter()
     time.sleep(a.idle_s)
-    idle_rate = counter(gw) / a.idle_s
+    idle_rate = counter() / a.idle_s
     w1 = load(gw, face, a.streams, 1, 0, 1)
-    starts = counter(gw) - idle_rate * w1
+    starts = counter() - idle_rate * w1
     wt = load(gw, face, a.streams, a.tokens, a.delay_ms, a.concurrency)
-    toks = counter(gw) - idle_rate * wt
+    toks = counter() - idle_rate * wt
     per_start = starts / a.streams
     per_token = (toks - starts) / (a.streams * (a.tokens - 1))
     return {"per_stream_start": round(per_start), "per_token": round(per_token), "idle_per_s": round(idle_rate)}
