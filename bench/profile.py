@@ -50,7 +50,8 @@ def main() -> int:
     with processes(out) as procs:
         measure(procs, a.face, Setting("w", "warm", 5, 5, 16, 0.0))
         raw = out / f"{a.face}.txt"
-        cmd = ["py-spy", "record", "--pid", str(procs.gateway_pid), "--format", "raw", "-o", str(raw), "-r", "250", "--gil"]
+        cmd = ["py-spy", "record", "--pid", str(procs.gateway_pid), "--format", "raw", "-o", str(raw), "-r", "250"]
+        cmd.append("--gil")  # only the thread running Python: not the idle worker threads
         spy = subprocess.Popen([*cmd, *(["--native"] if a.native else [])], stderr=subprocess.DEVNULL)
         load = threading.Thread(
             target=measure, args=(procs, a.face, Setting("p", "profile", a.streams, a.streams, a.tokens, a.delay_ms))
