@@ -1,18 +1,46 @@
 """A lean server-sent-events reader for provider streams.
 
 The SDKs make the request (auth, base URL, status errors); on the hot path we read the body ourselves:
-split on blank lines and hand back each event's `data`, with no per-chunk model objects.
+split on blank lines and hand back each event's `data`, with no per-chunk model objects. On the SDKs' aiohttp
+transport the body is read from aiohttp's own stream reader, beneath the four async iterators (httpx2's
+response, its timing wrapper, the SDK's transport stream, aiohttp's chunk iterator) each chunk would otherwise
+pass through.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 import orjson
 
 from providers import errors
+from providers.upstream import transport_error
+
+
+class _Reader(Protocol):
+    async def readany(self) -> bytes: ...
+
+
+async def _read_all(reader: _Reader) -> AsyncIterator[bytes]:
+    read = reader.readany
+    while chunk := await read():
+        yield chunk
+
+
+def _aiohttp_content(response: httpx2.Response) -> _Reader | None:
+    """aiohttp's stream reader of the body, when the SDK's aiohttp transport made `response` (else None)."""
+    inner = getattr(response.stream, "_stream", None)  # httpx2's BoundAsyncStream around the transport's
+    raw = getattr(inner, "_aiohttp_response", None)
+    content = getattr(raw, "content", None)
+    return content if callable(getattr(content, "readany", None)) else None
+
+
+def _aiohttp_errors() -> tuple[type[BaseException], ...]:
+    aiohttp = sys.modules.get("aiohttp")  # loaded by the transport that made the response
+    return (aiohttp.ClientError,) if aiohttp is not None else ()
 
 
 async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bytes]]:
@@ -66,8 +94,12 @@ class SDKEventStream:
 
     async def __aiter__(self) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
         loads = orjson.loads
+        content = _aiohttp_content(self.response)
+        chunks = _read_all(content) if content is not None else self.response.aiter_raw()
+        # Read from aiohttp itself, its failures arrive unmapped by the transport: a cut body, a reset.
+        raw_failures = _aiohttp_errors() if content is not None else ()
         try:
-            async for name, data in iter_events(self.response.aiter_raw()):
+            async for name, data in iter_events(chunks):
                 if data == b"[DONE]":
                     continue  # read to the end so the connection goes back to the pool
                 yield name, loads(data)
@@ -75,6 +107,8 @@ class SDKEventStream:
             raise errors.ServerError(
                 "upstream sent a malformed event", provider=self._provider, model=self._model
             ) from exc
+        except raw_failures as exc:
+            raise transport_error(exc, provider=self._provider, model=self._model) from exc
         except self._failures as exc:
             raise self._map_error(exc) from exc
 
