@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -154,6 +155,14 @@ async def _close_providers(services: Services) -> None:
     await asyncio.gather(*(p.aclose() for p in services.providers.values()))
 
 
+def settle_heap() -> None:
+    """Everything built so far (modules, the app, its services) lives as long as the process: moved out of the
+    collector's generations, a full collection no longer walks it. The per-token path allocates enough to trigger
+    one every few thousand tokens, and walking the whole heap was a sixth of the gateway's CPU under load."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
     """The gateway. `tracer_provider`: where stream traces go (else OTLP when configured, else nowhere)."""
     services = build_services(settings, tracer_provider)
@@ -162,6 +171,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await run_services(services, stack)
+            settle_heap()
             yield
 
     app = FastAPI(title="Agent gateway", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
