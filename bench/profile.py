@@ -2,6 +2,7 @@
 
     python -m bench.profile --face sse                 # flame graph in /tmp, top entries printed
     python -m bench.profile --face ws --native         # with native frames (C extensions, the interpreter)
+    python -m bench.profile --tokens 1 --delay-ms 0 --streams 2000 --concurrency 4   # stream starts
 
 Each token is its own upstream read (the upstream paces them `--delay-ms` apart). The top entries are by own
 samples (`--top`), then the lines of our own modules by total samples. Needs `pip install py-spy`.
@@ -41,6 +42,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--face", default="sse", choices=["openai", "sse", "ws", "wsb"])
     p.add_argument("--streams", type=int, default=100)
+    p.add_argument("--concurrency", type=int, default=0, help="streams at a time (0: all at once)")
     p.add_argument("--tokens", type=int, default=256)
     p.add_argument("--delay-ms", type=float, default=10.0)
     p.add_argument("--native", action="store_true")
@@ -54,7 +56,8 @@ def main() -> int:
         cmd.append("--gil")  # only the thread running Python: not the idle worker threads
         spy = subprocess.Popen([*cmd, *(["--native"] if a.native else [])], stderr=subprocess.DEVNULL)
         load = threading.Thread(
-            target=measure, args=(procs, a.face, Setting("p", "profile", a.streams, a.streams, a.tokens, a.delay_ms))
+            target=measure,
+            args=(procs, a.face, Setting("p", "profile", a.streams, a.concurrency or a.streams, a.tokens, a.delay_ms)),
         )
         load.start()
         load.join()

@@ -73,7 +73,6 @@ class SSEChannel:
         # `hold`: the response starts with the first bytes sent (a heartbeat's too), not at `begin`.
         self._hold = hold
         self.started = False
-        self._lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._last_sent = self._loop.time()
 
@@ -99,8 +98,8 @@ class SSEChannel:
         try:
             if not self.started:
                 await self._start()
-            async with self._lock:
-                await self._body_send({"type": "http.response.body", "body": out, "more_body": True})
+            # No lock: the server writes each body message whole, so a heartbeat cannot split a chunk.
+            await self._body_send({"type": "http.response.body", "body": out, "more_body": True})
         except OSError as exc:  # the server's own "client disconnected"
             raise ChannelClosed from exc
         self._last_sent = self._loop.time()
