@@ -10,6 +10,7 @@ from typing import Any
 
 import anthropic
 import httpx2
+import orjson
 
 from providers import errors
 from providers.anthropic_body import build_params, forced_tool
@@ -183,7 +184,10 @@ class AnthropicProvider:
         # `create`, and the event stream is read here without a model object per event.
         events = await open_sdk_stream(
             lambda: client.post(
-                "/v1/messages", cast_to=httpx2.Response, body=self.params(request, upstream_model), stream=True
+                "/v1/messages",
+                cast_to=httpx2.Response,
+                content=orjson.dumps(self.params(request, upstream_model)),  # not the SDK's stdlib json
+                stream=True,
             ),
             _FAILURES,
             lambda exc: self._error(exc, upstream_model),
