@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -16,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.budgets import StoreBudgetGuard
 from gateway.bus import build_bus
 from gateway.errors import install_error_handlers
+from gateway.heap import settle
 from gateway.metrics import MeteredLedger, Metrics
 from gateway.openapi import document
 from gateway.request_id import RequestIdMiddleware
@@ -155,14 +155,6 @@ async def _close_providers(services: Services) -> None:
     await asyncio.gather(*(p.aclose() for p in services.providers.values()))
 
 
-def settle_heap() -> None:
-    """Everything built so far (modules, the app, its services) lives as long as the process: moved out of the
-    collector's generations, a full collection no longer walks it. The per-token path allocates enough to trigger
-    one every few thousand tokens, and walking the whole heap was a sixth of the gateway's CPU under load."""
-    gc.collect()
-    gc.freeze()
-
-
 def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
     """The gateway. `tracer_provider`: where stream traces go (else OTLP when configured, else nowhere)."""
     services = build_services(settings, tracer_provider)
@@ -171,7 +163,7 @@ def create_app(settings: Settings, *, tracer_provider: TracerProvider | None = N
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await run_services(services, stack)
-            settle_heap()
+            settle()  # the heap built so far out of the collector's way (gateway.heap)
             yield
 
     app = FastAPI(title="Agent gateway", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)
