@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 import httpx2
 import orjson
@@ -19,23 +19,27 @@ import orjson
 from providers import errors
 from providers.upstream import transport_error
 
-
-class _Reader(Protocol):
-    async def readany(self) -> bytes: ...
+Read = Callable[[], Awaitable[bytes]]  # the next chunk of the body; b"" at its end
 
 
-async def _read_all(reader: _Reader) -> AsyncIterator[bytes]:
-    read = reader.readany
-    while chunk := await read():
-        yield chunk
-
-
-def _aiohttp_content(response: httpx2.Response) -> _Reader | None:
-    """aiohttp's stream reader of the body, when the SDK's aiohttp transport made `response` (else None)."""
+def _aiohttp_read(response: httpx2.Response) -> Read | None:
+    """aiohttp's own read of the body, when the SDK's aiohttp transport made `response` (else None)."""
     inner = getattr(response.stream, "_stream", None)  # httpx2's BoundAsyncStream around the transport's
     raw = getattr(inner, "_aiohttp_response", None)
-    content = getattr(raw, "content", None)
-    return content if callable(getattr(content, "readany", None)) else None
+    read = getattr(getattr(raw, "content", None), "readany", None)
+    return read if callable(read) else None
+
+
+def _httpx_read(response: httpx2.Response) -> Read:
+    chunks = response.aiter_raw()
+
+    async def read() -> bytes:
+        try:
+            return await anext(chunks)
+        except StopAsyncIteration:
+            return b""
+
+    return read
 
 
 def _aiohttp_errors() -> tuple[type[BaseException], ...]:
@@ -43,32 +47,31 @@ def _aiohttp_errors() -> tuple[type[BaseException], ...]:
     return (aiohttp.ClientError,) if aiohttp is not None else ()
 
 
-async def iter_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[tuple[bytes, bytes]]:
-    """(event name, data) for each event; the name is b"" when the stream does not name events."""
-    buf = b""
-    async for chunk in chunks:
-        buf = buf + chunk if buf else chunk
-        if b"\r" in buf:  # CRLF streams (Gemini's live API) read the same as LF ones
-            buf = buf.replace(b"\r\n", b"\n")
-        start = 0
-        while True:
-            end = buf.find(b"\n\n", start)
-            if end < 0:
-                break
-            block = buf[start:end]
-            start = end + 2
-            if block.startswith(b"data: ") and b"\n" not in block:
-                yield b"", block[6:]  # the common case: one data line, no event name
-                continue
-            name, data = b"", []
-            for line in block.split(b"\n"):
-                if line.startswith(b"data:"):
-                    data.append(line[6:] if line[5:6] == b" " else line[5:])
-                elif line.startswith(b"event:"):
-                    name = line[6:].strip()
-            if data:
-                yield name, b"\n".join(data)
-        buf = buf[start:] if start else buf
+def split_events(buf: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The complete events at the start of `buf` as (event name, data), and what is left of it. The name is b""
+    when the stream does not name events."""
+    if b"\r" in buf:  # CRLF streams (Gemini's live API) read the same as LF ones
+        buf = buf.replace(b"\r\n", b"\n")
+    out: list[tuple[bytes, bytes]] = []
+    start = 0
+    while True:
+        end = buf.find(b"\n\n", start)
+        if end < 0:
+            break
+        block = buf[start:end]
+        start = end + 2
+        if block.startswith(b"data: ") and b"\n" not in block:
+            out.append((b"", block[6:]))  # the common case: one data line, no event name
+            continue
+        name, data = b"", []
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line.startswith(b"event:"):
+                name = line[6:].strip()
+        if data:
+            out.append((name, b"\n".join(data)))
+    return out, buf[start:] if start else buf
 
 
 class SDKEventStream:
@@ -93,16 +96,22 @@ class SDKEventStream:
         self._model = model
 
     async def __aiter__(self) -> AsyncIterator[tuple[bytes, dict[str, Any]]]:
+        """One generator for the read, the split and the parse: on the per-token path, each layer of async
+        iteration costs about as much as the work it wraps."""
         loads = orjson.loads
-        content = _aiohttp_content(self.response)
-        chunks = _read_all(content) if content is not None else self.response.aiter_raw()
+        read = _aiohttp_read(self.response)
         # Read from aiohttp itself, its failures arrive unmapped by the transport: a cut body, a reset.
-        raw_failures = _aiohttp_errors() if content is not None else ()
+        raw_failures = _aiohttp_errors() if read is not None else ()
+        if read is None:
+            read = _httpx_read(self.response)
+        buf = b""
         try:
-            async for name, data in iter_events(chunks):
-                if data == b"[DONE]":
-                    continue  # read to the end so the connection goes back to the pool
-                yield name, loads(data)
+            while chunk := await read():
+                events, buf = split_events(buf + chunk if buf else chunk)
+                for name, data in events:
+                    if data == b"[DONE]":
+                        continue  # read to the end so the connection goes back to the pool
+                    yield name, loads(data)
         except orjson.JSONDecodeError as exc:
             raise errors.ServerError(
                 "upstream sent a malformed event", provider=self._provider, model=self._model

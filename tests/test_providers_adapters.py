@@ -80,18 +80,18 @@ async def test_the_body_is_read_from_aiohttp_beneath_the_sdk(
     case: Case, emu: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The SDK sends the request; the body's chunks come from aiohttp's own reader, not through httpx2."""
-    reads: list[int] = []
-    read_all = sse._read_all
+    found: list[bool] = []
+    aiohttp_read = sse._aiohttp_read
 
-    async def counted(reader: sse._Reader) -> AsyncIterator[bytes]:
-        reads.append(1)
-        async for chunk in read_all(reader):
-            yield chunk
+    def recorded(response: httpx2.Response) -> sse.Read | None:
+        read = aiohttp_read(response)
+        found.append(read is not None)
+        return read
 
-    monkeypatch.setattr(sse, "_read_all", counted)
+    monkeypatch.setattr(sse, "_aiohttp_read", recorded)
     emu.script(Script(text=("one", " two", " three")))
     assert text(await collect(case)) == "one two three"
-    assert reads == [1]
+    assert found == [True]
 
 
 async def test_multibyte_utf8_split_across_http_chunks(case: Case, emu: Emulator) -> None:
