@@ -47,31 +47,16 @@ def _aiohttp_errors() -> tuple[type[BaseException], ...]:
     return (aiohttp.ClientError,) if aiohttp is not None else ()
 
 
-def split_events(buf: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """The complete events at the start of `buf` as (event name, data), and what is left of it. The name is b""
-    when the stream does not name events."""
-    if b"\r" in buf:  # CRLF streams (Gemini's live API) read the same as LF ones
-        buf = buf.replace(b"\r\n", b"\n")
-    out: list[tuple[bytes, bytes]] = []
-    start = 0
-    while True:
-        end = buf.find(b"\n\n", start)
-        if end < 0:
-            break
-        block = buf[start:end]
-        start = end + 2
-        if block.startswith(b"data: ") and b"\n" not in block:
-            out.append((b"", block[6:]))  # the common case: one data line, no event name
-            continue
-        name, data = b"", []
-        for line in block.split(b"\n"):
-            if line.startswith(b"data:"):
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif line.startswith(b"event:"):
-                name = line[6:].strip()
-        if data:
-            out.append((name, b"\n".join(data)))
-    return out, buf[start:] if start else buf
+def _block(block: bytes) -> tuple[bytes, bytes] | None:
+    """One event of several lines as (event name, data); None when it has no data. The name is b"" when the
+    stream does not name events."""
+    name, data = b"", []
+    for line in block.split(b"\n"):
+        if line.startswith(b"data:"):
+            data.append(line[6:] if line[5:6] == b" " else line[5:])
+        elif line.startswith(b"event:"):
+            name = line[6:].strip()
+    return (name, b"\n".join(data)) if data else None
 
 
 class SDKEventStream:
@@ -107,11 +92,21 @@ class SDKEventStream:
         buf = b""
         try:
             while chunk := await read():
-                events, buf = split_events(buf + chunk if buf else chunk)
-                for name, data in events:
-                    if data == b"[DONE]":
-                        continue  # read to the end so the connection goes back to the pool
-                    yield name, loads(data)
+                buf = buf + chunk if buf else chunk
+                if b"\r" in buf:  # CRLF streams (Gemini's live API) read the same as LF ones
+                    buf = buf.replace(b"\r\n", b"\n")
+                start = 0
+                # Each event goes on as soon as it is found: a burst's first token does not wait for the rest.
+                while (end := buf.find(b"\n\n", start)) >= 0:
+                    block = buf[start:end]
+                    start = end + 2
+                    if block.startswith(b"data: ") and b"\n" not in block:
+                        data = block[6:]  # the common case: one data line, no event name
+                        if data != b"[DONE]":  # skipped, read to the end: the connection goes back to the pool
+                            yield b"", loads(data)
+                    elif (ev := _block(block)) is not None and ev[1] != b"[DONE]":
+                        yield ev[0], loads(ev[1])
+                buf = buf[start:] if start else buf
         except orjson.JSONDecodeError as exc:
             raise errors.ServerError(
                 "upstream sent a malformed event", provider=self._provider, model=self._model
