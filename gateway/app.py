@@ -15,6 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from gateway.budgets import StoreBudgetGuard
 from gateway.bus import build_bus
 from gateway.errors import install_error_handlers
+from gateway.heap import settle
 from gateway.metrics import MeteredLedger, Metrics
 from gateway.openapi import document
 from gateway.request_id import RequestIdMiddleware
@@ -170,6 +171,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await run_services(services, stack)
+            settle()  # the heap built so far out of the collector's way (gateway.heap)
             yield
 
     app = FastAPI(title="Agent gateway", version="0.1.0", lifespan=lifespan, docs_url="/docs", redoc_url=None)

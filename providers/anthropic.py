@@ -10,6 +10,7 @@ from typing import Any
 
 import anthropic
 import httpx2
+import orjson
 
 from providers import errors
 from providers.anthropic_body import build_params, forced_tool
@@ -200,7 +201,7 @@ class AnthropicProvider:
             lambda: client.post(
                 "/v1/messages",
                 cast_to=httpx2.Response,
-                body=self.params(request, upstream_model),
+                content=orjson.dumps(self.params(request, upstream_model)),  # not the SDK's stdlib json
                 options={"headers": {"anthropic-beta": ",".join(request.betas)}} if request.betas else {},
                 stream=True,
             ),

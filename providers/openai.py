@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx2
 import openai
+import orjson
 
 from providers import errors
 from providers.base import (
@@ -238,7 +239,7 @@ class OpenAIProvider:
             lambda: client.post(
                 "/chat/completions",
                 cast_to=httpx2.Response,
-                body=params,
+                content=orjson.dumps(params),  # not the SDK's stdlib json
                 options={"headers": headers} if headers else {},
                 stream=True,
             ),

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx2
 import pytest
 
-from providers import errors
+from providers import errors, sse
 from providers.anthropic import AnthropicProvider
 from providers.base import ChatRequest, Credential, Message, Provider
 from providers.events import Finish, ProviderEvent, TextDelta, ToolCallDelta, Usage
@@ -74,6 +74,24 @@ async def test_text_arrives_exactly_with_usage_and_finish(case: Case, emu: Emula
     rec = emu.last
     assert rec.provider == case.name and rec.model == case.model
     assert rec.key_suffix == "0001" and rec.completed
+
+
+async def test_the_body_is_read_from_aiohttp_beneath_the_sdk(
+    case: Case, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SDK sends the request; the body's chunks come from aiohttp's own reader, not through httpx2."""
+    found: list[bool] = []
+    aiohttp_read = sse._aiohttp_read
+
+    def recorded(response: httpx2.Response) -> sse.Read | None:
+        read = aiohttp_read(response)
+        found.append(read is not None)
+        return read
+
+    monkeypatch.setattr(sse, "_aiohttp_read", recorded)
+    emu.script(Script(text=("one", " two", " three")))
+    assert text(await collect(case)) == "one two three"
+    assert found == [True]
 
 
 async def test_multibyte_utf8_split_across_http_chunks(case: Case, emu: Emulator) -> None:

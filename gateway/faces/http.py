@@ -13,7 +13,8 @@ from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
 from gateway.errors import Face, error_response
-from gateway.faces.sse import wait_disconnect
+from gateway.faces.sse import SSEChannel, wait_disconnect
+from gateway.request_id import body_send
 from sessions.errors import GatewayError
 from sessions.events import Delta, Done, Draining, Error, Event, Reasoning, ToolCallDelta
 from sessions.follow import FollowedStream
@@ -49,6 +50,8 @@ class FollowResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         channel = self.channel(send, receive)
+        if isinstance(channel, SSEChannel):  # the per-token writes skip the middleware wrappers
+            channel.send_body_with(body_send(scope, send))
         await follow(self.source, self.encoder, channel, on_disconnect=self.on_disconnect, until=self.until)
         if self.then is not None:
             await self.then()

@@ -64,6 +64,7 @@ class SSEChannel:
         hold: bool = False,
     ) -> None:
         self._send = send
+        self._body_send = send  # see `send_body_with`
         self._receive = receive
         self._ping_s = ping_s
         self._headers = [*HEADERS, *headers]
@@ -72,9 +73,13 @@ class SSEChannel:
         # `hold`: the response starts with the first bytes sent (a heartbeat's too), not at `begin`.
         self._hold = hold
         self.started = False
-        self._lock = asyncio.Lock()
         self._loop = asyncio.get_running_loop()
         self._last_sent = self._loop.time()
+
+    def send_body_with(self, body_send: Send) -> None:
+        """Body chunks go to `body_send` (`gateway.request_id.body_send`: beneath the middleware wrappers, which
+        act on the response's start only); the start still goes through `send`."""
+        self._body_send = body_send
 
     async def refuse(self, error: GatewayError) -> None:
         await error_response(error, self._face)({"type": "http"}, self._receive, self._send)
@@ -93,8 +98,8 @@ class SSEChannel:
         try:
             if not self.started:
                 await self._start()
-            async with self._lock:
-                await self._send({"type": "http.response.body", "body": out, "more_body": True})
+            # No lock: the server writes each body message whole, so a heartbeat cannot split a chunk.
+            await self._body_send({"type": "http.response.body", "body": out, "more_body": True})
         except OSError as exc:  # the server's own "client disconnected"
             raise ChannelClosed from exc
         self._last_sent = self._loop.time()
@@ -107,7 +112,7 @@ class SSEChannel:
         with contextlib.suppress(OSError):
             if not self.started:
                 await self._start()
-            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+            await self._body_send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _heartbeat(self) -> None:
         loop = self._loop

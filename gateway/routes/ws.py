@@ -21,6 +21,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from gateway.auth import Principal
 from gateway.deps import services_of
 from gateway.faces.socket import SocketChannel, SocketFrames
+from gateway.request_id import body_send
 from gateway.schemas import ChatStartFrame, describe, to_start_params
 from gateway.services import Services
 from gateway.socket_auth import auth_ok, close_refused, first_frame_auth, frame_too_large, handshake
@@ -68,12 +69,22 @@ class Connection:
         self.bucket = TokenBucket(s.gateway_ws_messages_per_second, s.gateway_ws_messages_per_second * 2, 0.0)
         self.forwarders: dict[str, tuple[FollowedStream, asyncio.Task[None]]] = {}
         self.send_lock = asyncio.Lock()
+        # Messages go to the server's `send` beneath the middleware wrappers (`gateway.request_id.body_send`);
+        # `send_text` keeps the state check and the disconnect mapping of Starlette's `WebSocket.send`.
+        self._send = body_send(ws.scope, ws.send)
         self.closed = False
         self.close_code: int | None = None
 
     async def send_text(self, data: bytes) -> None:
         async with self.send_lock:
-            await self.ws.send({"type": "websocket.send", "text": data.decode()})
+            ws = self.ws
+            if ws.application_state is not WebSocketState.CONNECTED:
+                raise RuntimeError("the socket is closed")
+            try:
+                await self._send({"type": "websocket.send", "text": data.decode()})
+            except OSError:
+                ws.application_state = WebSocketState.DISCONNECTED
+                raise WebSocketDisconnect(code=1006) from None
 
     async def refuse(self, err: GatewayError, client_id: str | None, frame: str | None) -> None:
         """The `error` for one refused frame: its own `id`, its `type` as `frame`."""
