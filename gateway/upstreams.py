@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from gateway.heap import frozen_after
 from gateway.settings import Settings
 from providers.base import Provider
 from providers.lazy import LazyProvider
@@ -129,10 +130,10 @@ def _compatible(server: CompatibleServer) -> Provider:
 
 def build_upstream_providers(settings: Settings) -> dict[str, Provider]:
     providers: dict[str, Provider] = {
-        "openai": LazyProvider("openai", partial(_openai, settings)),
-        "anthropic": LazyProvider("anthropic", partial(_anthropic, settings)),
-        "gemini": LazyProvider("gemini", partial(_gemini, settings)),
+        "openai": LazyProvider("openai", frozen_after(partial(_openai, settings))),
+        "anthropic": LazyProvider("anthropic", frozen_after(partial(_anthropic, settings))),
+        "gemini": LazyProvider("gemini", frozen_after(partial(_gemini, settings))),
     }
     for server in compatible_servers(settings):
-        providers[server.name] = LazyProvider(server.name, partial(_compatible, server))
+        providers[server.name] = LazyProvider(server.name, frozen_after(partial(_compatible, server)))
     return providers
