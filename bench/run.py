@@ -120,8 +120,19 @@ class Procs:
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
 
+def gateway_command(port: int, server: str, workers: int) -> list[str]:
+    if server == "uvicorn":
+        return [sys.executable, "-m", "gateway", "--port", str(port)]
+    # granian: the same app (bench.granian_app), its Rust HTTP server in front, uvloop as with uvicorn.
+    return [
+        *(sys.executable, "-m", "granian", "--interface", "asgi", "--factory", "--loop", "uvloop"),
+        *("--host", "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning"),
+        *("--no-access-log", "--backlog", "4096", "bench.granian_app:app"),
+    ]
+
+
 @contextmanager
-def processes(log_dir: Path, workers: int = 1) -> Iterator[Procs]:
+def processes(log_dir: Path, workers: int = 1, server: str = "uvicorn") -> Iterator[Procs]:
     up_port, gw_port = free_port(), free_port()
     up = subprocess.Popen(
         [sys.executable, "-m", "bench.upstream", "--port", str(up_port)],
@@ -149,7 +160,7 @@ def processes(log_dir: Path, workers: int = 1) -> Iterator[Procs]:
         "WEB_CONCURRENCY": str(workers),
     }
     gw = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "--port", str(gw_port)],
+        gateway_command(gw_port, server, workers),
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -409,7 +420,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             continue
         row: dict[str, Any] = {"title": s.title}
         for path in ["direct", *paths]:
-            with processes(log_dir, s.workers) as procs:
+            with processes(log_dir, s.workers, args.server) as procs:
                 measure(procs, path, Setting("w", "warm", 5, 5, 16, 0.0))
                 row[path] = median_of([measure(procs, path, s) for _ in range(args.runs)])
         report["results"][s.name] = row
@@ -503,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--paths", default="openai,sse,ws,wsb", help="wsb: the WebSocket with ?batch=1")
     p.add_argument("--idle", type=int, default=10_000, help="idle WebSockets for setting (d)")
     p.add_argument("--json", type=Path, help="also write the raw figures here")
+    p.add_argument("--server", choices=("uvicorn", "granian"), default="uvicorn", help="what serves the gateway's app")
     args = p.parse_args(argv)
     if args.quick:
         args.runs = 1
