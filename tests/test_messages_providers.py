@@ -1,10 +1,12 @@
 """The Messages API served by each provider: the `anthropic` SDK against the gateway, the gateway's adapters against
 the emulators, so each request field is checked where the provider receives it. A tool loop on each, Claude's own
-fields passed unchanged, thinking, images, structured output, and a Claude answer continued by GPT mid-stream."""
+fields passed unchanged, thinking, images, structured output, a Claude answer continued by GPT mid-stream, and an
+answer cut mid-way on each provider pair that still reads as one message."""
 
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,9 +15,11 @@ import pytest
 from anthropic import AsyncAnthropic
 from pydantic import BaseModel
 
-from tests.conftest import Live
+from gateway.app import create_app
+from tests.conftest import Live, make_settings
 from tests.emulators import Emulator, RecordedRequest, Script, ToolCallScript
-from tests.support.fallback import FIRST, requests_for, turns
+from tests.support.fallback import FIRST, PAIRS, chain_for, requests_for, turns
+from tests.support.server import serve
 from tests.test_providers_gateway import emulated
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
@@ -34,6 +38,16 @@ async def gw(live_factory: Callable[..., Any], emu: Emulator) -> AsyncIterator[t
     live: Live = await live_factory(**emulated(emu))
     async with AsyncAnthropic(base_url=live.url, api_key=live.token, max_retries=0, timeout=20) as sdk:
         yield live, sdk
+
+
+@pytest.fixture(scope="module")
+async def shared(emu: Emulator, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[tuple[Live, AsyncAnthropic]]:
+    """One gateway for the tests that leave nothing behind that the next one could see (each resets the emulator)."""
+    app = create_app(make_settings(tmp_path_factory.mktemp("gw"), **emulated(emu, gateway_retries=0)))
+    async with serve(app) as url:
+        live = Live(url, app)
+        async with AsyncAnthropic(base_url=live.url, api_key=live.token, max_retries=0, timeout=20) as sdk:
+            yield live, sdk
 
 
 def only(emu: Emulator, model: str) -> RecordedRequest:
@@ -397,3 +411,37 @@ async def test_a_stop_sequence_is_named_where_the_provider_names_it(
 
 def only_last(emu: Emulator, model: str) -> RecordedRequest:
     return requests_for(emu, model)[-1]
+
+
+@pytest.mark.parametrize(("p1", "p2"), PAIRS)
+async def test_a_stream_cut_mid_answer_on_each_provider_pair_reads_as_one_message(
+    shared: tuple[Live, AsyncAnthropic], emu: Emulator, p1: str, p2: str
+) -> None:
+    _, sdk = shared
+    emu.reset()
+    first, second = (m.id for m in chain_for(p1, p2))
+    emu.script(Script(text=("One,", " two,", " three,", " four"), drop_after=2), model=first)
+    # The continuation retypes what it was shown before going on: the gateway cuts the repeat.
+    emu.script(Script(text=(" three,", " four."), echo="whole"), model=second)
+    async with sdk.messages.stream(
+        model=first,
+        max_tokens=300,
+        messages=[{"role": "user", "content": "Count to four."}],
+        extra_body={"fallbacks": [second]},
+    ) as stream:
+        events = [ev async for ev in stream]
+        final = await stream.get_final_message()
+    text = "".join(ev.text for ev in events if ev.type == "text")
+    assert [b.type for b in final.content] == ["text"]
+    assert text == final.content[0].text == "One, two, three, four."  # type: ignore[union-attr]
+    assert (final.model, final.stop_reason) == (first, "end_turn")
+    (delta,) = [ev for ev in events if ev.type == "message_delta"]
+    gateway = delta.model_extra["gateway"]  # type: ignore[index]
+    assert [(f["from_model"], f["to_model"], f["mode"], f["chars_so_far"]) for f in gateway["fallbacks"]] == [
+        (first, second, "continue", len("One, two,"))
+    ]
+    assert [(s["model"], s["status"]) for s in gateway["segments"]] == [(first, "failed"), (second, "ok")]
+    assert gateway["seams"] == [] and "content" not in gateway  # nothing to take back: the stream is the answer
+    (rec,) = requests_for(emu, second)
+    assert rec.rejected is None, rec.rejected
+    assert "One, two," in json.dumps(rec.body, ensure_ascii=False)  # it was shown the partial answer

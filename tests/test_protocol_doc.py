@@ -201,3 +201,10 @@ def test_the_documents_event_models_name_the_unions_fields() -> None:
         model = EVENT_DATA[name]
         assert set(model.model_fields) == {*fields, *COMMON}, name
         model.model_validate_json(enc.encode(1, sample))
+
+
+def test_each_api_face_page_is_linked_from_other_faces() -> None:
+    section = DOC.read_text().split("## Other faces\n", 1)[1].split("\n## ", 1)[0]
+    pages = sorted(p.name for p in DOC.parent.glob("api-*.md"))
+    assert pages, "no docs/api-*.md found"
+    assert sorted(re.findall(r"\]\((api-[a-z-]+\.md)\)", section)) == pages

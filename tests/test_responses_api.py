@@ -8,7 +8,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ from openai import AsyncOpenAI
 
 from gateway.auth import DEV_USER_ID
 from tests.conftest import Live
+from tests.support.readme import run_python
 
 
 @pytest.fixture
@@ -292,11 +292,6 @@ async def test_closing_the_stream_stops_generation(live: Live, client: AsyncOpen
     assert 0 < session.record.output_tokens < 5000
 
 
-async def test_the_readme_snippet_runs(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    block = readme.split("<!-- snippet: responses -->\n```python\n", 1)[1].split("```", 1)[0]
-    code = block.replace("http://127.0.0.1:8000", live.url)
-    await asyncio.to_thread(exec, code, {"TOKEN": live.token})
-    printed = capsys.readouterr().out
-    words, cost = printed.split("\ncost: ")
-    assert len(words.split()) == 40 and Decimal(cost.strip()) > 0
+async def test_the_readme_snippet_runs(live: Live) -> None:
+    words, cost = await run_python("responses", live)
+    assert len(words.split()) == 40 and cost > 0
