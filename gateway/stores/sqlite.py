@@ -30,6 +30,7 @@ from gateway.stores.base import (
     UsageSummary,
     UsageTotals,
 )
+from providers.segments import Segment
 from sessions.records import StreamRecord
 
 SCHEMA_VERSION = 4
@@ -123,6 +124,56 @@ def _dt(text: str) -> datetime:
 
 def _dec(text: str | None) -> Decimal | None:
     return None if text is None else Decimal(text)
+
+
+def _stream_values(r: StreamRecord) -> tuple[Any, ...]:
+    """One `stream_usage` row, in `STREAM_COLS` order."""
+    return (
+        r.stream_id,
+        r.user_id,
+        r.client_id,
+        r.requested_model,
+        ",".join(r.models_tried),
+        r.status,
+        r.finish_reason,
+        r.error_code,
+        r.input_tokens,
+        r.output_tokens,
+        r.cached_input_tokens,
+        r.reasoning_tokens,
+        str(r.cost_usd),
+        int(r.estimated),
+        r.ttft_ms,
+        r.duration_ms,
+        _ts(r.started_at),
+        _ts(r.ended_at),
+        r.cache_write_input_tokens,
+    )
+
+
+def _segment_values(r: StreamRecord, s: Segment) -> tuple[Any, ...]:
+    """One `stream_segments` row, in `SEGMENT_COLS` order; a segment is dated by its stream's start."""
+    return (
+        r.stream_id,
+        s.number,
+        r.user_id,
+        s.provider,
+        s.model,
+        s.status,
+        s.reason,
+        s.usage.input_tokens,
+        s.usage.output_tokens,
+        s.usage.cached_input_tokens,
+        s.usage.reasoning_tokens,
+        str(s.cost_usd),
+        int(s.estimated),
+        s.ttft_ms,
+        s.duration_ms,
+        _ts(r.started_at),
+        s.provider_code,
+        s.provider_message,
+        s.usage.cache_write_input_tokens,
+    )
 
 
 class _Acc:
@@ -245,56 +296,12 @@ class SQLiteStore:
             for r in records:
                 cur = await db.execute(
                     f"insert or ignore into stream_usage ({STREAM_COLS}) values ({','.join('?' * 19)})",
-                    (
-                        r.stream_id,
-                        r.user_id,
-                        r.client_id,
-                        r.requested_model,
-                        ",".join(r.models_tried),
-                        r.status,
-                        r.finish_reason,
-                        r.error_code,
-                        r.input_tokens,
-                        r.output_tokens,
-                        r.cached_input_tokens,
-                        r.reasoning_tokens,
-                        str(r.cost_usd),
-                        int(r.estimated),
-                        r.ttft_ms,
-                        r.duration_ms,
-                        _ts(r.started_at),
-                        _ts(r.ended_at),
-                        r.cache_write_input_tokens,
-                    ),
+                    _stream_values(r),
                 )
                 new += cur.rowcount
             await db.executemany(
                 f"insert or ignore into stream_segments ({SEGMENT_COLS}) values ({','.join('?' * 19)})",
-                [
-                    (
-                        r.stream_id,
-                        s.number,
-                        r.user_id,
-                        s.provider,
-                        s.model,
-                        s.status,
-                        s.reason,
-                        s.usage.input_tokens,
-                        s.usage.output_tokens,
-                        s.usage.cached_input_tokens,
-                        s.usage.reasoning_tokens,
-                        str(s.cost_usd),
-                        int(s.estimated),
-                        s.ttft_ms,
-                        s.duration_ms,
-                        _ts(r.started_at),
-                        s.provider_code,
-                        s.provider_message,
-                        s.usage.cache_write_input_tokens,
-                    )
-                    for r in records
-                    for s in r.segments
-                ],
+                [_segment_values(r, s) for r in records for s in r.segments],
             )
             await db.commit()
         except sqlite3.OperationalError as exc:
