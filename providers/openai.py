@@ -26,7 +26,7 @@ from providers.events import (
     Usage,
 )
 from providers.openai_body import request_options, to_messages, tool
-from providers.sse import open_sdk_stream
+from providers.sse import SDKEventStream, open_sdk_stream
 from providers.upstream import (
     TRANSPORT_ERRORS,
     ClientCache,
@@ -115,28 +115,7 @@ class OpenAIProvider:
     async def stream(
         self, request: ChatRequest, upstream_model: str, credential: Credential
     ) -> AsyncIterator[ProviderEvent]:
-        key = credential.api_key or self._default_key or ""
-        # With a key header, one SDK client serves every key (the key travels per request).
-        client = self._clients.get(self.base_url, "" if self._key_header else key)
-        params = self.params(request, upstream_model, key)
-        headers = params.pop("extra_headers", None)
-        # The SDK sends the request (auth, base URL, headers) and raises its own errors on error statuses.
-        # Our body is already in wire form, so it goes through the client's `post` rather than the typed
-        # `create` (whose parameter transform costs more than half a millisecond per request), and the
-        # stream is read here without a model object per chunk.
-        events = await open_sdk_stream(
-            lambda: client.post(
-                "/chat/completions",
-                cast_to=httpx2.Response,
-                content=orjson.dumps(params),  # not the SDK's stdlib json
-                options={"headers": headers} if headers else {},
-                stream=True,
-            ),
-            _FAILURES,
-            lambda exc: self._error(exc, upstream_model),
-            provider=self.name,
-            model=upstream_model,
-        )
+        events = await self._open(request, upstream_model, credential)
         finish: FinishReason | None = None
         raw_finish: str | None = None
         usage: Usage | None = None
@@ -162,13 +141,12 @@ class OpenAIProvider:
                     if calls:
                         for tc in calls:
                             fn = tc.get("function") or {}
+                            args = fn.get("arguments") or ""
                             if answer is not None and answer.owns(tc, fn):
-                                if fn.get("arguments"):
-                                    yield TextDelta(fn["arguments"])
+                                if args:
+                                    yield TextDelta(args)
                                 continue
-                            yield ToolCallDelta(
-                                tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments") or ""
-                            )
+                            yield ToolCallDelta(tc.get("index", 0), tc.get("id"), fn.get("name"), args)
                     refusal = delta.get("refusal")
                     if refusal:
                         yield TextDelta(refusal)
@@ -178,17 +156,44 @@ class OpenAIProvider:
                         yield LogprobsDelta(tuple(_token_logprob(e) for e in lp["content"]))
                 reason = choice.get("finish_reason")
                 if reason is not None:
-                    finish, raw_finish = _FINISH.get(reason, "other"), reason
-                    if finish == "tool_calls" and answer is not None and answer.index is not None:
-                        finish = "stop"  # the forced call was the answer
+                    finish, raw_finish = _finish(reason, answer), reason
         finally:
             # Runs on aclose() and on cancellation too: the upstream response is closed at once.
             await events.aclose()
+        for ev in self._last(finish, raw_finish, usage, upstream_model):
+            yield ev
+
+    async def _open(self, request: ChatRequest, upstream_model: str, credential: Credential) -> SDKEventStream:
+        key = credential.api_key or self._default_key or ""
+        # With a key header, one SDK client serves every key (the key travels per request).
+        client = self._clients.get(self.base_url, "" if self._key_header else key)
+        params = self.params(request, upstream_model, key)
+        headers = params.pop("extra_headers", None)
+        # The SDK sends the request (auth, base URL, headers) and raises its own errors on error statuses.
+        # Our body is already in wire form, so it goes through the client's `post` rather than the typed
+        # `create` (whose parameter transform costs more than half a millisecond per request), and the
+        # stream is read here without a model object per chunk.
+        return await open_sdk_stream(
+            lambda: client.post(
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                content=orjson.dumps(params),  # not the SDK's stdlib json
+                options={"headers": headers} if headers else {},
+                stream=True,
+            ),
+            _FAILURES,
+            lambda exc: self._error(exc, upstream_model),
+            provider=self.name,
+            model=upstream_model,
+        )
+
+    def _last(
+        self, finish: FinishReason | None, raw_finish: str | None, usage: Usage | None, model: str
+    ) -> tuple[ProviderEvent, ...]:
+        """What ends the stream once its body is read: the usage (if the server sent it), then the finish."""
         if finish is None:
-            raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
-        if usage is not None:
-            yield usage
-        yield Finish(finish, raw_finish)
+            raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=model)
+        return (Finish(finish, raw_finish),) if usage is None else (usage, Finish(finish, raw_finish))
 
     def _event_error(self, body: dict[str, Any], model: str) -> errors.ProviderError:
         """An error event inside a 200 stream: no status, only the body's type and code."""
@@ -251,6 +256,13 @@ def _usage(u: dict[str, Any]) -> Usage:
         prompt.get("cached_tokens") or 0,
         completion.get("reasoning_tokens") or 0,
     )
+
+
+def _finish(reason: str, answer: _AnswerCall | None) -> FinishReason:
+    finish = _FINISH.get(reason, "other")
+    if finish == "tool_calls" and answer is not None and answer.index is not None:
+        return "stop"  # the forced call was the answer
+    return finish
 
 
 class _AnswerCall:
