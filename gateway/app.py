@@ -25,6 +25,7 @@ from gateway.routes import keys as key_routes
 from gateway.routes import tickets as ticket_routes
 from gateway.services import Services
 from gateway.settings import Settings
+from gateway.stores.base import Store
 from gateway.tickets import MemoryTicketStore
 from gateway.wiring import (
     build_auth,
@@ -77,23 +78,32 @@ def build_tracing(settings: Settings, tracer_provider: TracerProvider | None) ->
     return Tracing(tracer_provider) if tracer_provider is not None else tracing_from(settings)
 
 
+def build_ledger(settings: Settings, store: Store, budgets: StoreBudgetGuard, worker: int | None) -> LedgerWriter:
+    # The spool keeps billed streams through a database outage, and across a crash, until they are written. Each
+    # process (each worker) holds a spool of its own and takes over those of processes that are gone.
+    slots = SpoolSlots(settings.gateway_data_dir, spool_name(worker))
+    return LedgerWriter(store, slots=slots, observers=[budgets])
+
+
+def cluster_of(settings: Settings, redis_url: str | None, streams: StreamRegistry) -> Cluster | None:
+    """What the instances share through Redis; None without Redis (the instance stands alone)."""
+    if not redis_url:
+        return None
+    from gateway.cluster.wiring import build_cluster  # redis is imported only when configured
+
+    return build_cluster(settings, redis_url, on_cancel=streams.cancel_local)
+
+
 def build_services(
     settings: Settings, tracer_provider: TracerProvider | None = None, *, worker: int | None = None
 ) -> Services:
     prepare_data_dir(settings)
     store = build_store(settings)
     budgets = StoreBudgetGuard(store)
-    # The spool keeps billed streams through a database outage, and across a crash, until they are written. Each
-    # process (each worker) holds a spool of its own and takes over those of processes that are gone.
-    slots = SpoolSlots(settings.gateway_data_dir, spool_name(worker))
-    ledger = LedgerWriter(store, slots=slots, observers=[budgets])
+    ledger = build_ledger(settings, store, budgets, worker)
     streams = StreamRegistry()
     redis_url = settings.redis_url.get_secret_value() if settings.redis_url is not None else None
-    cluster: Cluster | None = None
-    if redis_url:
-        from gateway.cluster.wiring import build_cluster  # redis is imported only when configured
-
-        cluster = build_cluster(settings, redis_url, on_cancel=streams.cancel_local)
+    cluster = cluster_of(settings, redis_url, streams)
     stats = metrics_of(streams, ledger)
     providers = build_providers(settings)
     catalog = build_catalog(settings)

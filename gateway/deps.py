@@ -23,7 +23,7 @@ from gateway.openapi import raising
 from gateway.services import Services
 from gateway.tickets import REDEEM_CODES
 from sessions.errors import fail
-from sessions.events import money
+from sessions.segment_json import money
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -1,10 +1,11 @@
 """What the gateway sends that more than one route shows, as pydantic models for the OpenAPI document: money,
 segments, finished streams, and the JSON of every event of the gateway's protocol and of live spend.
 
-The JSON itself is written elsewhere, once (`sessions.events`, `gateway.bus.base`); these models only describe it.
-Routes that return dicts name a model as `response_model`, so FastAPI checks the dict on the way out; the event
-models are checked against real streams by `tests/test_openapi.py`, and against the union itself (the same fields
-for every event) by `tests/test_protocol_doc.py`: `sessions.events` stays the one place an event is defined.
+The JSON itself is written elsewhere, once (`sessions.events`, `sessions.segment_json`, `gateway.bus.base`); these
+models only describe it. Routes that return dicts name a model as `response_model`, so FastAPI checks the dict on the
+way out; the event models are checked against real streams by `tests/test_openapi.py`, and against the union itself
+(the same fields for every event) by `tests/test_protocol_doc.py`: `sessions.events` stays the one place an event is
+defined.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class _Out(BaseModel):
 
 
 class SegmentJson(_Out):
-    """One attempt on one model (`sessions.events.segment_json`)."""
+    """One attempt on one model (`sessions.segment_json`)."""
 
     segment: int
     model: str

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import httpx
 
-from gateway.auth import DEV_ISSUER, Authenticator, HS256Verifier, JWKSCache, JWKSVerifier
+from gateway.auth import DEV_ISSUER, Authenticator, HS256Verifier, JWKSVerifier
 from gateway.crypto import key_ring_for
+from gateway.jwks import JWKSCache
 from gateway.keys import OperatorKeyDirectory, UserKeyDirectory
 from gateway.response_store import MemoryResponseStore
 from gateway.settings import Settings

@@ -32,7 +32,7 @@ from providers.events import (
     Usage,
 )
 from providers.gemini_body import build_body
-from providers.sse import open_sdk_stream
+from providers.sse import SDKEventStream, open_sdk_stream
 from providers.upstream import (
     TRANSPORT_ERRORS,
     ClientCache,
@@ -145,6 +145,11 @@ def _usage(meta: dict[str, Any]) -> Usage:
     )
 
 
+def _finish(reason: str, calls: int) -> FinishReason:
+    finish = _FINISH.get(reason, "other")
+    return "tool_calls" if finish == "stop" and calls else finish  # Gemini says STOP after function calls too
+
+
 class GeminiProvider:
     name = "gemini"
 
@@ -161,15 +166,7 @@ class GeminiProvider:
     async def stream(
         self, request: ChatRequest, upstream_model: str, credential: Credential
     ) -> AsyncIterator[ProviderEvent]:
-        client = self._clients.get(self.base_url, credential.api_key)
-        body = self.body(request, upstream_model)
-        events = await open_sdk_stream(
-            lambda: _send(client, upstream_model, body),
-            _FAILURES,
-            lambda exc: self._error(exc, upstream_model),
-            provider=self.name,
-            model=upstream_model,
-        )
+        events = await self._open(request, upstream_model, credential)
         finish: FinishReason | None = None
         meta: dict[str, Any] | None = None
         raw_finish: str | None = None
@@ -186,13 +183,7 @@ class GeminiProvider:
                 if not candidates:
                     feedback = chunk.get("promptFeedback") or {}
                     if feedback.get("blockReason"):
-                        reason = str(feedback["blockReason"])
-                        raise errors.ContentRefused(
-                            feedback.get("blockReasonMessage") or f"prompt blocked: {reason}",
-                            provider=self.name,
-                            model=upstream_model,
-                            provider_code=reason,
-                        )
+                        raise self._blocked(feedback, upstream_model)
                     continue
                 cand = candidates[0]
                 for part in (cand.get("content") or {}).get("parts") or ():
@@ -214,17 +205,41 @@ class GeminiProvider:
                         yield lp
                 reason = cand.get("finishReason")
                 if reason is not None:
-                    finish, raw_finish = _FINISH.get(reason, "other"), reason
-                    if finish == "stop" and calls:
-                        finish = "tool_calls"
+                    finish, raw_finish = _finish(reason, calls), reason
         finally:
             # Runs on aclose() and on cancellation too: the upstream response is closed at once.
             await events.aclose()
+        for ev in self._last(finish, raw_finish, meta, upstream_model):
+            yield ev
+
+    async def _open(self, request: ChatRequest, upstream_model: str, credential: Credential) -> SDKEventStream:
+        client = self._clients.get(self.base_url, credential.api_key)
+        body = self.body(request, upstream_model)
+        return await open_sdk_stream(
+            lambda: _send(client, upstream_model, body),
+            _FAILURES,
+            lambda exc: self._error(exc, upstream_model),
+            provider=self.name,
+            model=upstream_model,
+        )
+
+    def _last(
+        self, finish: FinishReason | None, raw_finish: str | None, meta: dict[str, Any] | None, model: str
+    ) -> tuple[ProviderEvent, ...]:
+        """What ends the stream once its body is read: the usage (from the last chunk that had it), then the finish."""
         if finish is None:
-            raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
-        if meta is not None:
-            yield _usage(meta)
-        yield Finish(finish, raw_finish)
+            raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=model)
+        return (Finish(finish, raw_finish),) if meta is None else (_usage(meta), Finish(finish, raw_finish))
+
+    def _blocked(self, feedback: dict[str, Any], model: str) -> errors.ContentRefused:
+        """The prompt itself was blocked: no candidates, only the feedback's reason."""
+        reason = str(feedback["blockReason"])
+        return errors.ContentRefused(
+            feedback.get("blockReasonMessage") or f"prompt blocked: {reason}",
+            provider=self.name,
+            model=model,
+            provider_code=reason,
+        )
 
     def _error(self, exc: BaseException, model: str) -> errors.ProviderError:
         kw: dict[str, Any] = {"provider": self.name, "model": model}

@@ -14,16 +14,7 @@ import openai
 import orjson
 
 from providers import errors
-from providers.base import (
-    ChatRequest,
-    Credential,
-    ImagePart,
-    Message,
-    ResponseFormat,
-    TextPart,
-    ToolChoice,
-    ToolSpec,
-)
+from providers.base import ChatRequest, Credential, ToolSpec
 from providers.events import (
     Finish,
     FinishReason,
@@ -34,7 +25,8 @@ from providers.events import (
     ToolCallDelta,
     Usage,
 )
-from providers.sse import open_sdk_stream
+from providers.openai_body import request_options, to_messages, tool
+from providers.sse import SDKEventStream, open_sdk_stream
 from providers.upstream import (
     TRANSPORT_ERRORS,
     ClientCache,
@@ -73,109 +65,6 @@ def _aiohttp_pool(timeout: httpx2.Timeout, limits: httpx2.Limits) -> httpx2.Asyn
     return openai.DefaultAioHttpClient(timeout=timeout, limits=limits)
 
 
-def _content(msg: Message) -> str | list[dict[str, Any]]:
-    if isinstance(msg.content, str):
-        return msg.content
-    parts: list[dict[str, Any]] = []
-    for part in msg.content:
-        if isinstance(part, TextPart):
-            parts.append({"type": "text", "text": part.text})
-        elif isinstance(part, ImagePart):
-            parts.append({"type": "image_url", "image_url": {"url": part.url}})
-    return parts
-
-
-def _tool(t: ToolSpec) -> dict[str, Any]:
-    fn: dict[str, Any] = {"name": t.name, "description": t.description, "parameters": t.parameters}
-    if t.strict is not None:
-        fn["strict"] = t.strict
-    return {"type": "function", "function": fn}
-
-
-def _response_format(rf: ResponseFormat) -> dict[str, Any]:
-    if rf.type != "json_schema":
-        return {"type": rf.type}
-    schema: dict[str, Any] = {"name": rf.name, "schema": rf.schema or {"type": "object"}}
-    if rf.strict is not None:
-        schema["strict"] = rf.strict
-    if rf.description:
-        schema["description"] = rf.description
-    return {"type": "json_schema", "json_schema": schema}
-
-
-def _tool_choice(tc: ToolChoice) -> str | dict[str, Any]:
-    if tc.mode == "function":
-        return {"type": "function", "function": {"name": tc.name or ""}}
-    return tc.mode
-
-
-def request_options(
-    request: ChatRequest, *, official: bool = True, provider: str = "", model: str = ""
-) -> dict[str, Any]:
-    """Every optional field in Chat Completions form; what the dialect has no field for is refused by name.
-
-    OpenAI names the end-user id `safety_identifier`; compatible servers still read `user`. The caller's
-    `metadata` stays with the gateway (OpenAI takes it only for stored completions, which it never asks).
-    """
-    p: dict[str, Any] = {}
-    r = request
-    for key in ("temperature", "top_p", "seed"):
-        value = getattr(r, key)
-        if value is not None:
-            p[key] = value
-    for key in ("presence_penalty", "frequency_penalty"):
-        if getattr(r, key):  # zero is no penalty: nothing to send
-            p[key] = getattr(r, key)
-    if r.stop:
-        p["stop"] = list(r.stop)
-    answer = r.answer_tool
-    if answer is not None:
-        # No native structured output: the answer is the input of a tool the model is made to call
-        # (`params` adds the tool).
-        p["tool_choice"] = {"type": "function", "function": {"name": answer}}
-    else:
-        if r.response_format is not None:
-            p["response_format"] = _response_format(r.response_format)
-        if r.tool_choice is not None:
-            p["tool_choice"] = _tool_choice(r.tool_choice)
-    if r.parallel_tool_calls is not None:
-        p["parallel_tool_calls"] = r.parallel_tool_calls
-    if r.wants_logprobs:
-        p["logprobs"] = True
-        if r.top_logprobs is not None:
-            p["top_logprobs"] = r.top_logprobs
-    if r.reasoning is not None:
-        if r.reasoning.budget_tokens is not None:
-            raise errors.BadRequest(
-                "reasoning: a thinking budget in tokens has no Chat Completions field", provider=provider, model=model
-            )
-        if r.reasoning.effort is not None:
-            p["reasoning_effort"] = r.reasoning.effort
-    if r.top_k is not None:
-        raise errors.BadRequest("top_k: Chat Completions has no such field", provider=provider, model=model)
-    if r.user:
-        p["safety_identifier" if official else "user"] = r.user
-    return p
-
-
-def to_messages(request: ChatRequest) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for msg in request.messages:
-        if msg.role == "tool":
-            out.append({"role": "tool", "tool_call_id": msg.tool_call_id or "", "content": msg.tool_output()})
-        elif msg.role == "assistant":
-            item: dict[str, Any] = {"role": "assistant", "content": msg.text() or None}
-            if msg.tool_calls:
-                item["tool_calls"] = [
-                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                    for c in msg.tool_calls
-                ]
-            out.append(item)
-        else:
-            out.append({"role": msg.role, "content": _content(msg)})
-    return out
-
-
 class OpenAIProvider:
     """Streams Chat Completions with `stream_options.include_usage`."""
 
@@ -210,10 +99,10 @@ class OpenAIProvider:
             p["stream_options"] = {"include_usage": True}
         if request.max_tokens is not None:
             p[self._max_tokens_field] = request.max_tokens
-        tools = [_tool(t) for t in request.tools]
+        tools = [tool(t) for t in request.tools]
         rf = request.response_format
         if rf is not None and request.answer_tool is not None:
-            tools.append(_tool(ToolSpec(rf.name, rf.tool_description(), rf.tool_schema())))
+            tools.append(tool(ToolSpec(rf.name, rf.tool_description(), rf.tool_schema())))
         if tools:
             p["tools"] = tools
         p.update(request_options(request, official=self._official, provider=self.name, model=upstream_model))
@@ -226,28 +115,7 @@ class OpenAIProvider:
     async def stream(
         self, request: ChatRequest, upstream_model: str, credential: Credential
     ) -> AsyncIterator[ProviderEvent]:
-        key = credential.api_key or self._default_key or ""
-        # With a key header, one SDK client serves every key (the key travels per request).
-        client = self._clients.get(self.base_url, "" if self._key_header else key)
-        params = self.params(request, upstream_model, key)
-        headers = params.pop("extra_headers", None)
-        # The SDK sends the request (auth, base URL, headers) and raises its own errors on error statuses.
-        # Our body is already in wire form, so it goes through the client's `post` rather than the typed
-        # `create` (whose parameter transform costs more than half a millisecond per request), and the
-        # stream is read here without a model object per chunk.
-        events = await open_sdk_stream(
-            lambda: client.post(
-                "/chat/completions",
-                cast_to=httpx2.Response,
-                content=orjson.dumps(params),  # not the SDK's stdlib json
-                options={"headers": headers} if headers else {},
-                stream=True,
-            ),
-            _FAILURES,
-            lambda exc: self._error(exc, upstream_model),
-            provider=self.name,
-            model=upstream_model,
-        )
+        events = await self._open(request, upstream_model, credential)
         finish: FinishReason | None = None
         raw_finish: str | None = None
         usage: Usage | None = None
@@ -273,13 +141,12 @@ class OpenAIProvider:
                     if calls:
                         for tc in calls:
                             fn = tc.get("function") or {}
+                            args = fn.get("arguments") or ""
                             if answer is not None and answer.owns(tc, fn):
-                                if fn.get("arguments"):
-                                    yield TextDelta(fn["arguments"])
+                                if args:
+                                    yield TextDelta(args)
                                 continue
-                            yield ToolCallDelta(
-                                tc.get("index", 0), tc.get("id"), fn.get("name"), fn.get("arguments") or ""
-                            )
+                            yield ToolCallDelta(tc.get("index", 0), tc.get("id"), fn.get("name"), args)
                     refusal = delta.get("refusal")
                     if refusal:
                         yield TextDelta(refusal)
@@ -289,17 +156,44 @@ class OpenAIProvider:
                         yield LogprobsDelta(tuple(_token_logprob(e) for e in lp["content"]))
                 reason = choice.get("finish_reason")
                 if reason is not None:
-                    finish, raw_finish = _FINISH.get(reason, "other"), reason
-                    if finish == "tool_calls" and answer is not None and answer.index is not None:
-                        finish = "stop"  # the forced call was the answer
+                    finish, raw_finish = _finish(reason, answer), reason
         finally:
             # Runs on aclose() and on cancellation too: the upstream response is closed at once.
             await events.aclose()
+        for ev in self._last(finish, raw_finish, usage, upstream_model):
+            yield ev
+
+    async def _open(self, request: ChatRequest, upstream_model: str, credential: Credential) -> SDKEventStream:
+        key = credential.api_key or self._default_key or ""
+        # With a key header, one SDK client serves every key (the key travels per request).
+        client = self._clients.get(self.base_url, "" if self._key_header else key)
+        params = self.params(request, upstream_model, key)
+        headers = params.pop("extra_headers", None)
+        # The SDK sends the request (auth, base URL, headers) and raises its own errors on error statuses.
+        # Our body is already in wire form, so it goes through the client's `post` rather than the typed
+        # `create` (whose parameter transform costs more than half a millisecond per request), and the
+        # stream is read here without a model object per chunk.
+        return await open_sdk_stream(
+            lambda: client.post(
+                "/chat/completions",
+                cast_to=httpx2.Response,
+                content=orjson.dumps(params),  # not the SDK's stdlib json
+                options={"headers": headers} if headers else {},
+                stream=True,
+            ),
+            _FAILURES,
+            lambda exc: self._error(exc, upstream_model),
+            provider=self.name,
+            model=upstream_model,
+        )
+
+    def _last(
+        self, finish: FinishReason | None, raw_finish: str | None, usage: Usage | None, model: str
+    ) -> tuple[ProviderEvent, ...]:
+        """What ends the stream once its body is read: the usage (if the server sent it), then the finish."""
         if finish is None:
-            raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=upstream_model)
-        if usage is not None:
-            yield usage
-        yield Finish(finish, raw_finish)
+            raise errors.Truncated("stream ended without a finish reason", provider=self.name, model=model)
+        return (Finish(finish, raw_finish),) if usage is None else (usage, Finish(finish, raw_finish))
 
     def _event_error(self, body: dict[str, Any], model: str) -> errors.ProviderError:
         """An error event inside a 200 stream: no status, only the body's type and code."""
@@ -362,6 +256,13 @@ def _usage(u: dict[str, Any]) -> Usage:
         prompt.get("cached_tokens") or 0,
         completion.get("reasoning_tokens") or 0,
     )
+
+
+def _finish(reason: str, answer: _AnswerCall | None) -> FinishReason:
+    finish = _FINISH.get(reason, "other")
+    if finish == "tool_calls" and answer is not None and answer.index is not None:
+        return "stop"  # the forced call was the answer
+    return finish
 
 
 class _AnswerCall:

@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import Any, cast
 
 from providers.segments import Segment
-from sessions.events import segment_from_json, segment_json
 from sessions.records import StreamRecord, StreamStatus
+from sessions.segment_json import segment_from_json, segment_json
 
 
 class RecordDecodeError(ValueError):

@@ -160,8 +160,8 @@ class StreamSession:
         tick_at = t0 + TICK_INTERVAL_S
         deltas = 0
         seg_chars = 0
-        # Per-token path below: one isinstance chain, one encode, one append.
-        log, delta, watch = self.log, self.encoder.delta, self._watch
+        # Per-token path below: one isinstance, one encode, one append; the rarer events go to `_on_event`.
+        log, delta = self.log, self.encoder.delta
         events = self._router.stream(self.request, self.chain, self._keys, self.policy, on_refusal=self.on_refusal)
         try:
             async for ev in events:
@@ -179,34 +179,10 @@ class StreamSession:
                         tick_at = loop.time() + TICK_INTERVAL_S
                         if self._tick(segments, seg_chars):
                             await self._stop_for_budget(events, segments)
-                elif isinstance(ev, provider_events.ToolCallDelta):
-                    if self._ttft_ms is None:
-                        self._ttft_ms = (loop.time() - t0) * 1000
-                    self.emit(ToolCallDelta(ev.index, ev.id, ev.name, ev.arguments))
-                elif isinstance(ev, provider_events.ReasoningDelta):
-                    self.emit(Reasoning(ev.text, ev.signature, ev.redacted))
-                elif isinstance(ev, provider_events.LogprobsDelta):
-                    self.emit(Logprobs(ev.tokens))
-                elif isinstance(ev, AttemptStarted):
-                    self.current_model = ev.model
-                    seg_chars = 0
-                    if watch is not None:
-                        watch.attempt(ev)
-                    self._announce(ev.model)
-                elif isinstance(ev, FallbackStarted):
-                    if watch is not None:
-                        watch.fallback(ev)
-                    self.emit(Fallback(ev.from_model, ev.to_model, ev.reason, ev.chars_so_far, ev.mode))
-                elif isinstance(ev, SeamReset):
-                    self.emit(Seam(ev.keep_chars, ev.discard_chars, ev.reason))
-                elif isinstance(ev, ModelSkipped):
-                    self._skipped.append(Skipped(ev.model.id, ev.model.provider, ev.reason))
-                    if ev.announced:
-                        self._announce(ev.model)
-                elif isinstance(ev, SegmentEnded):
-                    self._segment_ended(ev.segment, segments)
                 elif isinstance(ev, RouterDone):
                     status, finish, stop_sequence = "done", ev.finish_reason, ev.stop_sequence
+                elif self._on_event(ev, segments, loop, t0):
+                    seg_chars = 0  # a new attempt
             if status == "done":
                 self.emit(self._done(finish, segments, stop_sequence))
         except AllModelsFailed as exc:
@@ -222,6 +198,37 @@ class StreamSession:
             await events.aclose()
             if self.record is None:
                 self._finish(status, finish, error_code, segments)
+
+    def _on_event(self, ev: RouterEvent, segments: list[Segment], loop: asyncio.AbstractEventLoop, t0: float) -> bool:
+        """Every event but a text delta and the end, which `_run` takes itself. True: a new attempt started (the
+        live segment's text, for the running cost, counts from nothing again)."""
+        if isinstance(ev, provider_events.ToolCallDelta):
+            if self._ttft_ms is None:
+                self._ttft_ms = (loop.time() - t0) * 1000
+            self.emit(ToolCallDelta(ev.index, ev.id, ev.name, ev.arguments))
+        elif isinstance(ev, provider_events.ReasoningDelta):
+            self.emit(Reasoning(ev.text, ev.signature, ev.redacted))
+        elif isinstance(ev, provider_events.LogprobsDelta):
+            self.emit(Logprobs(ev.tokens))
+        elif isinstance(ev, AttemptStarted):
+            self.current_model = ev.model
+            if self._watch is not None:
+                self._watch.attempt(ev)
+            self._announce(ev.model)
+            return True
+        elif isinstance(ev, FallbackStarted):
+            if self._watch is not None:
+                self._watch.fallback(ev)
+            self.emit(Fallback(ev.from_model, ev.to_model, ev.reason, ev.chars_so_far, ev.mode))
+        elif isinstance(ev, SeamReset):
+            self.emit(Seam(ev.keep_chars, ev.discard_chars, ev.reason))
+        elif isinstance(ev, ModelSkipped):
+            self._skipped.append(Skipped(ev.model.id, ev.model.provider, ev.reason))
+            if ev.announced:
+                self._announce(ev.model)
+        elif isinstance(ev, SegmentEnded):
+            self._segment_ended(ev.segment, segments)
+        return False
 
     def _stopped(self, segments: list[Segment]) -> tuple[StreamStatus, str | None, str | None]:
         """The stream was stopped: its last event says how. Returns (status, finish reason, error code)."""

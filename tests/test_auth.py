@@ -13,8 +13,9 @@ import httpx
 import jwt
 import pytest
 
-from gateway.auth import Authenticator, JWKSCache, JWKSVerifier
+from gateway.auth import Authenticator, JWKSVerifier
 from gateway.errors import status_of
+from gateway.jwks import JWKSCache
 from gateway.wiring import build_auth
 from sessions.errors import GatewayError
 from tests.conftest import make_settings
@@ -232,7 +233,7 @@ async def test_jwks_outage_is_503_and_backs_off(tmp_path: Path, idp: IdentityPro
 
 async def test_jwks_documents_with_unusable_keys_are_filtered(tmp_path: Path, idp: IdentityProvider) -> None:
     """An `oct` key or a P-384 key in the JWKS must never verify anything."""
-    from gateway.auth import parse_jwks
+    from gateway.jwks import parse_jwks
 
     doc = idp.document()
     doc["keys"] += [

@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
-from gateway.stores import sqlite as schema
+from gateway.stores import sqlite_schema as schema
 from gateway.stores.base import Store, StoreError, UnknownUser
 from gateway.stores.postgres import PostgresStore
 from gateway.stores.sqlite import SQLiteStore

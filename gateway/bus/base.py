@@ -18,8 +18,8 @@ from decimal import Decimal
 import orjson
 
 from gateway.aio import cancel_and_wait
-from sessions.events import money, segment_json
 from sessions.records import StreamRecord
+from sessions.segment_json import money, segment_json
 
 log = logging.getLogger("gateway.spend")
 

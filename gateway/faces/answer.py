@@ -22,9 +22,8 @@ from sessions.events import (
     SegmentUsage,
     Started,
     ToolCallDelta,
-    event_segment_json,
-    money,
 )
+from sessions.segment_json import event_segment_json, money
 
 
 class Call:

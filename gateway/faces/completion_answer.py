@@ -32,9 +32,9 @@ from sessions.events import (
     SegmentUsage,
     Started,
     ToolCallDelta,
-    event_segment_json,
 )
 from sessions.fit import DroppedParam, LeftOut
+from sessions.segment_json import event_segment_json
 
 _FINISH = {"stop": "stop", "length": "length", "tool_calls": "tool_calls", "content_filter": "content_filter"}
 

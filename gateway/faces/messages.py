@@ -38,9 +38,9 @@ from sessions.events import (
     Seam,
     SegmentUsage,
     ToolCallDelta,
-    event_segment_json,
 )
 from sessions.log import LogEntry
+from sessions.segment_json import event_segment_json
 
 BlockKind = Literal["text", "thinking", "redacted_thinking", "tool_use"]
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}

@@ -33,7 +33,7 @@ from gateway.replies import Money, StreamRowJson
 from gateway.services import Services
 from gateway.stores.base import StreamRow, UsageTotals
 from sessions.errors import fail
-from sessions.events import money, segment_json
+from sessions.segment_json import money, segment_json
 
 router = APIRouter(tags=["usage"])
 

@@ -28,137 +28,10 @@ from gateway.stores.base import (
     StoreUnavailable,
     StreamRow,
     UsageSummary,
-    UsageTotals,
 )
+from gateway.stores.sqlite_rows import Acc, dec, dt, segment_values, stream_values, ts
+from gateway.stores.sqlite_schema import SEGMENT_COLS, STREAM_COLS, migrate
 from sessions.records import StreamRecord
-
-SCHEMA_VERSION = 4
-
-# Version 1 (the first release) had stream_usage and stream_segments without a start time on segments.
-SCHEMA_V1 = """
-create table if not exists stream_usage (
-  stream_id text primary key,
-  user_id text not null,
-  client_id text,
-  requested_model text not null,
-  models_tried text not null,
-  status text not null,
-  finish_reason text,
-  error_code text,
-  input_tokens integer not null,
-  output_tokens integer not null,
-  cached_input_tokens integer not null,
-  reasoning_tokens integer not null,
-  cost_usd text not null,
-  estimated integer not null,
-  ttft_ms real,
-  duration_ms real not null,
-  started_at text not null,
-  ended_at text not null
-);
-create index if not exists stream_usage_user_time on stream_usage (user_id, started_at);
-create table if not exists stream_segments (
-  stream_id text not null,
-  segment integer not null,
-  user_id text not null,
-  provider text not null,
-  model text not null,
-  status text not null,
-  reason text,
-  input_tokens integer not null,
-  output_tokens integer not null,
-  cached_input_tokens integer not null,
-  reasoning_tokens integer not null,
-  cost_usd text not null,
-  estimated integer not null,
-  ttft_ms real,
-  duration_ms real not null,
-  primary key (stream_id, segment)
-);
-"""
-
-SCHEMA_V2 = """
-update stream_segments set started_at =
-  (select u.started_at from stream_usage u where u.stream_id = stream_segments.stream_id);
-create index if not exists stream_usage_time on stream_usage (started_at);
-create index if not exists stream_segments_user_time on stream_segments (user_id, started_at);
-create table if not exists user_secrets (
-  user_id text not null,
-  provider text not null,
-  ciphertext text not null,
-  key_id text not null,
-  hint text not null,
-  created_at text not null,
-  updated_at text not null,
-  primary key (user_id, provider)
-);
-create table if not exists user_budgets (
-  user_id text primary key,
-  daily_usd text,
-  monthly_usd text,
-  updated_at text not null
-);
-"""
-
-STREAM_COLS = (
-    "stream_id, user_id, client_id, requested_model, models_tried, status, finish_reason, error_code, "
-    "input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_usd, estimated, ttft_ms, "
-    "duration_ms, started_at, ended_at, cache_write_input_tokens"
-)
-SEGMENT_COLS = (
-    "stream_id, segment, user_id, provider, model, status, reason, input_tokens, output_tokens, "
-    "cached_input_tokens, reasoning_tokens, cost_usd, estimated, ttft_ms, duration_ms, started_at, provider_code, "
-    "provider_message, cache_write_input_tokens"
-)
-
-
-def _ts(value: datetime) -> str:
-    """UTC, fixed width, so text order is time order."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
-
-
-def _dt(text: str) -> datetime:
-    return datetime.fromisoformat(text).astimezone(UTC)
-
-
-def _dec(text: str | None) -> Decimal | None:
-    return None if text is None else Decimal(text)
-
-
-class _Acc:
-    """Running sums for one group of a usage summary."""
-
-    __slots__ = ("cached", "cost", "inp", "out", "reasoning", "segments", "streams", "written")
-
-    def __init__(self) -> None:
-        self.streams: set[str] = set()
-        self.segments = 0
-        self.inp = self.out = self.cached = self.reasoning = self.written = 0
-        self.cost = Decimal(0)
-
-    def add(self, stream_id: str, row: Sequence[Any]) -> None:
-        """One stream or segment: `(input, output, cached, reasoning, cost, cache written)` tokens and cost."""
-        inp, out, cached, reasoning, cost, written = row
-        self.streams.add(stream_id)
-        self.segments += 1
-        self.inp += inp
-        self.out += out
-        self.cached += cached
-        self.reasoning += reasoning
-        self.written += written
-        self.cost += Decimal(cost)
-
-    def totals(self) -> UsageTotals:
-        return UsageTotals(
-            len(self.streams),
-            self.segments,
-            self.inp,
-            self.out,
-            self.cached,
-            self.reasoning,
-            self.cost,
-            self.written,
-        )
 
 
 class SQLiteStore:
@@ -173,32 +46,7 @@ class SQLiteStore:
         await self._db.execute("pragma busy_timeout=5000")
         await self._db.execute("pragma journal_mode=wal")
         await self._db.execute("pragma synchronous=normal")
-        await self._migrate(self._db)
-
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        async with db.execute("pragma user_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        if version >= SCHEMA_VERSION:
-            return
-        await db.executescript(SCHEMA_V1)
-        async with db.execute("pragma table_info(stream_segments)") as cur:
-            columns = {row[1] for row in await cur.fetchall()}
-        if "started_at" not in columns:
-            await db.execute("alter table stream_segments add column started_at text")
-        await db.executescript(SCHEMA_V2)
-        # Version 3: what the provider itself said about a failed attempt.
-        for column in ("provider_code", "provider_message"):
-            if column not in columns:
-                await db.execute(f"alter table stream_segments add column {column} text")
-        # Version 4: input tokens written to the provider's prompt cache, on streams and segments.
-        for table in ("stream_usage", "stream_segments"):
-            async with db.execute(f"pragma table_info({table})") as cur:
-                present = {row[1] for row in await cur.fetchall()}
-            if "cache_write_input_tokens" not in present:
-                await db.execute(f"alter table {table} add column cache_write_input_tokens integer not null default 0")
-        await db.execute(f"pragma user_version = {SCHEMA_VERSION}")
-        await db.commit()
+        await migrate(self._db)
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -245,56 +93,12 @@ class SQLiteStore:
             for r in records:
                 cur = await db.execute(
                     f"insert or ignore into stream_usage ({STREAM_COLS}) values ({','.join('?' * 19)})",
-                    (
-                        r.stream_id,
-                        r.user_id,
-                        r.client_id,
-                        r.requested_model,
-                        ",".join(r.models_tried),
-                        r.status,
-                        r.finish_reason,
-                        r.error_code,
-                        r.input_tokens,
-                        r.output_tokens,
-                        r.cached_input_tokens,
-                        r.reasoning_tokens,
-                        str(r.cost_usd),
-                        int(r.estimated),
-                        r.ttft_ms,
-                        r.duration_ms,
-                        _ts(r.started_at),
-                        _ts(r.ended_at),
-                        r.cache_write_input_tokens,
-                    ),
+                    stream_values(r),
                 )
                 new += cur.rowcount
             await db.executemany(
                 f"insert or ignore into stream_segments ({SEGMENT_COLS}) values ({','.join('?' * 19)})",
-                [
-                    (
-                        r.stream_id,
-                        s.number,
-                        r.user_id,
-                        s.provider,
-                        s.model,
-                        s.status,
-                        s.reason,
-                        s.usage.input_tokens,
-                        s.usage.output_tokens,
-                        s.usage.cached_input_tokens,
-                        s.usage.reasoning_tokens,
-                        str(s.cost_usd),
-                        int(s.estimated),
-                        s.ttft_ms,
-                        s.duration_ms,
-                        _ts(r.started_at),
-                        s.provider_code,
-                        s.provider_message,
-                        s.usage.cache_write_input_tokens,
-                    )
-                    for r in records
-                    for s in r.segments
-                ],
+                [segment_values(r, s) for r in records for s in r.segments],
             )
             await db.commit()
         except sqlite3.OperationalError as exc:
@@ -308,16 +112,16 @@ class SQLiteStore:
     async def user_spend(self, user_id: str, day_start: datetime, month_start: datetime) -> Spend:
         lo = min(day_start, month_start)
         rows = await self._fetch(
-            "select started_at, cost_usd from stream_usage where user_id = ? and started_at >= ?", (user_id, _ts(lo))
+            "select started_at, cost_usd from stream_usage where user_id = ? and started_at >= ?", (user_id, ts(lo))
         )
-        day_s, month_s = _ts(day_start), _ts(month_start)
+        day_s, month_s = ts(day_start), ts(month_start)
         today = sum((Decimal(c) for t, c in rows if t >= day_s), Decimal(0))
         month = sum((Decimal(c) for t, c in rows if t >= month_s), Decimal(0))
         return Spend(today, month)
 
     async def usage_summary(self, user_id: str | None, since: datetime, until: datetime) -> UsageSummary:
         where = "started_at >= ? and started_at < ?"
-        params: list[Any] = [_ts(since), _ts(until)]
+        params: list[Any] = [ts(since), ts(until)]
         if user_id is not None:
             where += " and user_id = ?"
             params.append(user_id)
@@ -329,14 +133,14 @@ class SQLiteStore:
         seg_count: dict[str, int] = defaultdict(int)
         for seg in segments:
             seg_count[seg[0]] += 1
-        total = _Acc()
-        days: dict[date, _Acc] = defaultdict(_Acc)
+        total = Acc()
+        days: dict[date, Acc] = defaultdict(Acc)
         for sid, started, *row in streams:
-            for acc in (total, days[_dt(started).date()]):
+            for acc in (total, days[dt(started).date()]):
                 acc.add(sid, row)
                 acc.segments += seg_count[sid] - 1  # `add` counted one; a stream counts its segments here
-        models: dict[tuple[str, str], _Acc] = defaultdict(_Acc)
-        providers: dict[str, _Acc] = defaultdict(_Acc)
+        models: dict[tuple[str, str], Acc] = defaultdict(Acc)
+        providers: dict[str, Acc] = defaultdict(Acc)
         for sid, provider, model, *row in segments:
             models[(provider, model)].add(sid, row)
             providers[provider].add(sid, row)
@@ -400,8 +204,8 @@ class SQLiteStore:
                 estimated=bool(r[13]),
                 ttft_ms=r[14],
                 duration_ms=r[15],
-                started_at=_dt(r[16]),
-                ended_at=_dt(r[17]),
+                started_at=dt(r[16]),
+                ended_at=dt(r[17]),
                 segments=by_stream.get(r[0], []),
                 cache_write_input_tokens=r[18],
             )
@@ -413,12 +217,12 @@ class SQLiteStore:
     @staticmethod
     def _secret(row: Iterable[Any]) -> StoredSecret:
         user_id, provider, ciphertext, key_id, hint, created, updated = row
-        return StoredSecret(user_id, provider, ciphertext, key_id, hint, _dt(created), _dt(updated))
+        return StoredSecret(user_id, provider, ciphertext, key_id, hint, dt(created), dt(updated))
 
     _SECRET_COLS = "user_id, provider, ciphertext, key_id, hint, created_at, updated_at"  # noqa: S105
 
     async def put_secret(self, user_id: str, provider: str, ciphertext: str, key_id: str, hint: str) -> KeyInfo:
-        now = _ts(datetime.now(UTC))
+        now = ts(datetime.now(UTC))
         await self._write(
             f"insert into user_secrets ({self._SECRET_COLS}) values (?,?,?,?,?,?,?) "
             "on conflict (user_id, provider) do update set ciphertext = excluded.ciphertext, "
@@ -471,7 +275,7 @@ class SQLiteStore:
         if not rows:
             return None
         daily, monthly, updated = rows[0]
-        return Budget(user_id, _dec(daily), _dec(monthly), _dt(updated))
+        return Budget(user_id, dec(daily), dec(monthly), dt(updated))
 
     async def set_budget(self, user_id: str, daily_usd: Decimal | None, monthly_usd: Decimal | None) -> Budget:
         for cap in (daily_usd, monthly_usd):
@@ -486,7 +290,7 @@ class SQLiteStore:
                 user_id,
                 None if daily_usd is None else str(daily_usd),
                 None if monthly_usd is None else str(monthly_usd),
-                _ts(now),
+                ts(now),
             ),
         )
         return Budget(user_id, daily_usd, monthly_usd, now)
