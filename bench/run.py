@@ -374,9 +374,9 @@ def gateway_failover_ms(procs: Procs, path: str, runs: int) -> list[float]:
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    quick = args.quick
-    settings = [
+def settings_for(quick: bool) -> list[Setting]:
+    """The streaming settings (a, b, c, c2, f); --quick makes them small."""
+    return [
         Setting("a", "1 stream at a time, 256 tokens, no delay", 20 if quick else 200, 1, 256, 0.0),
         Setting("b", "50 concurrent, 256 tokens, no delay", 50 if quick else 1000, 50, 256, 0.0),
         Setting(
@@ -410,6 +410,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             workers=2,
         ),
     ]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    quick = args.quick
+    settings = settings_for(quick)
     wanted = set(args.settings.split(","))
     paths = [p for p in args.paths.split(",") if p]
     report: dict[str, Any] = {"runs": args.runs, "quick": quick, "results": {}}

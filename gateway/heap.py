@@ -16,7 +16,7 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-# Young collections of the middle generation between two full ones (CPython's default is 10).
+# Collections of the middle generation between two full ones (CPython's default is 10).
 FULL_EVERY = 100
 
 
@@ -31,7 +31,9 @@ def settle() -> None:
 def frozen_after(build: Callable[[], T]) -> Callable[[], T]:
     """`build`, then what it imported and made moved out of the collector's generations too: an SDK imported at
     a provider's first stream (after the start's `settle`) would otherwise be walked by every full collection
-    that the per-token path's allocations trigger."""
+    that the per-token path's allocations trigger. The freeze also takes whatever else is alive at that moment
+    (the objects of streams then running): once per provider, and they are still freed when their last
+    reference goes; only a cycle among them would outlive its use."""
 
     def run() -> T:
         built = build()

@@ -18,6 +18,7 @@ in this header instead of `Authorization: Bearer`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -129,11 +130,12 @@ def _compatible(server: CompatibleServer) -> Provider:
 
 
 def build_upstream_providers(settings: Settings) -> dict[str, Provider]:
-    providers: dict[str, Provider] = {
-        "openai": LazyProvider("openai", frozen_after(partial(_openai, settings))),
-        "anthropic": LazyProvider("anthropic", frozen_after(partial(_anthropic, settings))),
-        "gemini": LazyProvider("gemini", frozen_after(partial(_gemini, settings))),
+    builds: dict[str, Callable[[], Provider]] = {
+        "openai": partial(_openai, settings),
+        "anthropic": partial(_anthropic, settings),
+        "gemini": partial(_gemini, settings),
     }
     for server in compatible_servers(settings):
-        providers[server.name] = LazyProvider(server.name, frozen_after(partial(_compatible, server)))
-    return providers
+        builds[server.name] = partial(_compatible, server)
+    # Each SDK is imported at its provider's first stream, then frozen out of the collector (gateway.heap).
+    return {name: LazyProvider(name, frozen_after(build)) for name, build in builds.items()}
